@@ -1,0 +1,1 @@
+"""An event-sourced bank built on the eventsourcing library."""

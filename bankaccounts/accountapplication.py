@@ -1,0 +1,71 @@
+"""Account keeping shared by the simple application and the Accounts process."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from eventsourcing.application import AggregateNotFoundError
+
+from bankaccounts.domainmodel import BankAccount
+from bankaccounts.exceptions import AccountNotFoundError
+from bankaccounts.infrastructure import BankApplication
+from bankaccounts.validation import to_account_id, to_limit, to_name
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+    from uuid import UUID
+
+    from eventsourcing.domain import MutableOrImmutableAggregate
+
+
+class AccountApplication(BankApplication):
+    """Opens, finds, limits and closes bank accounts."""
+
+    snapshotting_intervals: ClassVar[
+        dict[type[MutableOrImmutableAggregate[UUID]], int]
+    ] = {BankAccount: 100}
+
+    def writing(self) -> contextlib.AbstractContextManager[object]:
+        """Guards a read-modify-write of accounts; subclasses with threads lock it."""
+        return contextlib.nullcontext()
+
+    def create_account(self, name: str | None = None) -> UUID:
+        """Opens an account with an optional display name and returns its id."""
+        account = BankAccount(name=to_name(name))
+        with self.writing():
+            self.save(account)
+        return account.id
+
+    def get_account(self, account_id: UUID) -> BankAccount:
+        """Returns the account, or raises AccountNotFoundError."""
+        account_id = to_account_id(account_id)
+        try:
+            return cast("BankAccount", self.repository.get(account_id))
+        except AggregateNotFoundError:
+            raise AccountNotFoundError(account_id) from None
+
+    def get_balance(self, account_id: UUID) -> Decimal:
+        """Returns the account's balance."""
+        return self.get_account(account_id).balance
+
+    def get_overdraft_limit(self, account_id: UUID) -> Decimal:
+        """Returns the account's overdraft limit."""
+        return self.get_account(account_id).overdraft_limit
+
+    def set_overdraft_limit(
+        self, account_id: UUID, overdraft_limit: Decimal | str | int
+    ) -> None:
+        """Sets how far below zero the account's balance may go."""
+        limit = to_limit(overdraft_limit)
+        with self.writing():
+            account = self.get_account(account_id)
+            account.set_overdraft_limit(limit)
+            self.save(account)
+
+    def close_account(self, account_id: UUID) -> None:
+        """Closes the account; closing it again does nothing."""
+        with self.writing():
+            account = self.get_account(account_id)
+            account.close()
+            self.save(account)

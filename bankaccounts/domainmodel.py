@@ -1,0 +1,110 @@
+"""The domain model: the event-sourced bank account."""
+
+from __future__ import annotations
+
+from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
+from typing import TYPE_CHECKING
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from bankaccounts.exceptions import (
+    AccountClosedError,
+    InsufficientFundsError,
+    TransactionError,
+)
+from bankaccounts.validation import ZERO, to_limit, to_money
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+class BankAccount(Aggregate):
+    """An account with a balance, an overdraft limit and a history of transactions."""
+
+    @event("Opened")
+    def __init__(self, name: str | None = None) -> None:
+        """Opens an account with a zero balance and no overdraft."""
+        self.name = name
+        self.balance: Decimal = ZERO
+        self.overdraft_limit: Decimal = ZERO
+        self.is_closed = False
+
+    @property
+    def opened_at(self) -> datetime:
+        """When the account was opened."""
+        return self.created_on
+
+    def append_transaction(
+        self,
+        amount: Decimal,
+        transaction_id: UUID | None = None,
+        *,
+        is_refund: bool = False,
+    ) -> None:
+        """Adds a credit (positive) or debit (negative) to the balance.
+
+        A refund returns money that left this account, so a closed account takes it.
+        """
+        amount = to_money(amount)
+        if not is_refund:
+            self.check_account_is_not_closed()
+        self.check_has_sufficient_funds(amount)
+        self._append_transaction(amount, transaction_id)
+
+    @event("TransactionAppended")
+    def _append_transaction(self, amount: Decimal, transaction_id: UUID | None) -> None:
+        self.balance += amount
+
+    def set_overdraft_limit(self, overdraft_limit: Decimal) -> None:
+        """Sets how far below zero the balance may go."""
+        overdraft_limit = to_limit(overdraft_limit)
+        self.check_account_is_not_closed()
+        self._set_overdraft_limit(overdraft_limit)
+
+    @event("OverdraftLimitSet")
+    def _set_overdraft_limit(self, overdraft_limit: Decimal) -> None:
+        self.overdraft_limit = overdraft_limit
+
+    def close(self) -> None:
+        """Closes the account; closing a closed account does nothing."""
+        if not self.is_closed:
+            self._close()
+
+    @event("Closed")
+    def _close(self) -> None:
+        self.is_closed = True
+
+    @event("ErrorRecorded")
+    def record_error(
+        self, error: TransactionError, transaction_id: UUID | None = None
+    ) -> None:
+        """Records why a requested transaction was not applied."""
+
+    def check_account_is_not_closed(self) -> None:
+        """Raises AccountClosedError if the account is closed."""
+        if self.is_closed:
+            raise AccountClosedError(self.id)
+
+    def check_has_sufficient_funds(self, amount: Decimal) -> None:
+        """Raises InsufficientFundsError if the amount would overrun the overdraft."""
+        if amount < ZERO and self.balance + amount < -self.overdraft_limit:
+            raise InsufficientFundsError(self.id)
+
+
+class RejectedTransaction(Aggregate):
+    """A transaction refused before it reached an account (an unknown account id)."""
+
+    @staticmethod
+    def create_id(transaction_id: UUID, account_id: UUID) -> UUID:
+        """One rejection per transaction and account."""
+        return uuid5(NAMESPACE_URL, f"/rejections/{transaction_id}/{account_id}")
+
+    @event("Recorded")
+    def __init__(
+        self, transaction_id: UUID, account_id: UUID, error: TransactionError
+    ) -> None:
+        """Records the transaction and the error that refused it."""
+        self.transaction_id = transaction_id
+        self.account_id = account_id
+        self.error = error

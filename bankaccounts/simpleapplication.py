@@ -1,0 +1,52 @@
+"""The simple application: every action, transfers included, is one atomic write."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bankaccounts.accountapplication import AccountApplication
+from bankaccounts.exceptions import InvalidTransferError
+from bankaccounts.validation import to_account_id, to_amount
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+    from uuid import UUID
+
+
+class SimpleBankAccountApplication(AccountApplication):
+    """Opens and closes accounts, and moves money in, out and between them."""
+
+    def deposit_funds(
+        self, credit_account_id: UUID, amount: Decimal | str | int
+    ) -> None:
+        """Adds the amount to the account."""
+        amount = to_amount(amount)
+        account = self.get_account(credit_account_id)
+        account.append_transaction(amount)
+        self.save(account)
+
+    def withdraw_funds(
+        self, debit_account_id: UUID, amount: Decimal | str | int
+    ) -> None:
+        """Takes the amount from the account."""
+        amount = to_amount(amount)
+        account = self.get_account(debit_account_id)
+        account.append_transaction(-amount)
+        self.save(account)
+
+    def transfer_funds(
+        self,
+        debit_account_id: UUID,
+        credit_account_id: UUID,
+        amount: Decimal | str | int,
+    ) -> None:
+        """Moves the amount between two accounts in one write: both or neither."""
+        amount = to_amount(amount)
+        if to_account_id(debit_account_id) == to_account_id(credit_account_id):
+            msg = "a transfer needs two different accounts"
+            raise InvalidTransferError(msg)
+        debit_account = self.get_account(debit_account_id)
+        credit_account = self.get_account(credit_account_id)
+        debit_account.append_transaction(-amount)
+        credit_account.append_transaction(amount)
+        self.save(debit_account, credit_account)

@@ -1,0 +1,1 @@
+"""The system of process applications: Commands -> Sagas -> Accounts -> Sagas."""

@@ -1,0 +1,160 @@
+"""Commands: records each client request as a command aggregate, for availability."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import IntegrityError
+
+from bankaccounts.exceptions import CommandConflictError, InvalidTransferError
+from bankaccounts.infrastructure import BankApplication
+from bankaccounts.validation import to_account_id, to_amount
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+
+class Command(Aggregate):
+    """A client's request; its id is the id of the saga that carries it out."""
+
+    def arguments(self) -> dict[str, Any]:
+        """The request's arguments, to compare a retry with the original."""
+        return {
+            key: value
+            for key, value in vars(self).items()
+            if key.endswith("_account_id") or key == "amount"
+        }
+
+
+class DepositFundsCommand(Command):
+    """Asks for money to be paid into an account."""
+
+    @event("Created")
+    def __init__(self, id: UUID, credit_account_id: UUID, amount: Decimal) -> None:  # noqa: A002
+        """Records the request."""
+        self.credit_account_id = credit_account_id
+        self.amount = amount
+
+
+class WithdrawFundsCommand(Command):
+    """Asks for money to be taken from an account."""
+
+    @event("Created")
+    def __init__(self, id: UUID, debit_account_id: UUID, amount: Decimal) -> None:  # noqa: A002
+        """Records the request."""
+        self.debit_account_id = debit_account_id
+        self.amount = amount
+
+
+class TransferFundsCommand(Command):
+    """Asks for money to be moved from one account to another."""
+
+    @event("Created")
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002
+        debit_account_id: UUID,
+        credit_account_id: UUID,
+        amount: Decimal,
+    ) -> None:
+        """Records the request."""
+        self.debit_account_id = debit_account_id
+        self.credit_account_id = credit_account_id
+        self.amount = amount
+
+
+class Commands(BankApplication):
+    """Checks and records client requests; the Sagas application carries them out."""
+
+    def deposit_funds(
+        self,
+        credit_account_id: UUID,
+        amount: Decimal | str | int,
+        command_id: UUID | None = None,
+    ) -> UUID:
+        """Records a deposit request and returns its transaction id."""
+        return self._record_command(
+            DepositFundsCommand,
+            command_id,
+            credit_account_id=to_account_id(
+                credit_account_id, name="credit_account_id"
+            ),
+            amount=to_amount(amount),
+        )
+
+    def withdraw_funds(
+        self,
+        debit_account_id: UUID,
+        amount: Decimal | str | int,
+        command_id: UUID | None = None,
+    ) -> UUID:
+        """Records a withdrawal request and returns its transaction id."""
+        return self._record_command(
+            WithdrawFundsCommand,
+            command_id,
+            debit_account_id=to_account_id(debit_account_id, name="debit_account_id"),
+            amount=to_amount(amount),
+        )
+
+    def transfer_funds(
+        self,
+        debit_account_id: UUID,
+        credit_account_id: UUID,
+        amount: Decimal | str | int,
+        command_id: UUID | None = None,
+    ) -> UUID:
+        """Records a transfer request and returns its transaction id."""
+        debit_account_id = to_account_id(debit_account_id, name="debit_account_id")
+        credit_account_id = to_account_id(credit_account_id, name="credit_account_id")
+        amount = to_amount(amount)
+        if debit_account_id == credit_account_id:
+            msg = "a transfer needs two different accounts"
+            raise InvalidTransferError(msg)
+        return self._record_command(
+            TransferFundsCommand,
+            command_id,
+            debit_account_id=debit_account_id,
+            credit_account_id=credit_account_id,
+            amount=amount,
+        )
+
+    def get_command(self, command_id: UUID) -> Command | None:
+        """Returns the recorded command with this id, or None."""
+        try:
+            command: object = self.repository.get(command_id)
+        except AggregateNotFoundError:
+            return None
+        return cast("Command", command)
+
+    def _record_command(
+        self, command_class: type[Command], command_id: UUID | None, **arguments: Any
+    ) -> UUID:
+        if command_id is None:
+            command_id = uuid4()
+        else:
+            command_id = to_account_id(command_id, name="command_id")
+            existing = self.get_command(command_id)
+            if existing is not None:
+                return self._check_retry(existing, command_class, arguments)
+        command = command_class(id=command_id, **arguments)  # type: ignore[call-arg]
+        try:
+            self.save(command)
+        except IntegrityError:
+            # A concurrent retry with the same id got there first.
+            existing = self.get_command(command_id)
+            if existing is None:
+                raise
+            return self._check_retry(existing, command_class, arguments)
+        return command_id
+
+    @staticmethod
+    def _check_retry(
+        existing: Command, command_class: type[Command], arguments: dict[str, Any]
+    ) -> UUID:
+        if type(existing) is not command_class or existing.arguments() != arguments:
+            msg = f"command id {existing.id} was already used for a different request"
+            raise CommandConflictError(msg)
+        return existing.id

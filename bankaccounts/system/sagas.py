@@ -1,0 +1,270 @@
+"""Sagas: carries out each command as a saga of steps applied by Accounts."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, cast
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.domain import Aggregate, event
+from eventsourcing.system import ProcessApplication
+from eventsourcing.utils import get_topic
+
+from bankaccounts.domainmodel import BankAccount, RejectedTransaction
+from bankaccounts.infrastructure import BankApplication
+from bankaccounts.system.commands import (
+    DepositFundsCommand,
+    TransferFundsCommand,
+    WithdrawFundsCommand,
+)
+
+if TYPE_CHECKING:
+    from decimal import Decimal
+
+    from eventsourcing.domain import DomainEventProtocol
+
+    from bankaccounts.exceptions import TransactionError
+
+
+class Saga(Aggregate):
+    """A transaction in progress: it ends succeeded, or errored with the reasons."""
+
+    has_succeeded: bool = False
+    has_errored: bool = False
+
+    def __init__(self) -> None:
+        """Starts with no errors."""
+        self.errors: list[TransactionError] = []
+
+    @property
+    def is_finished(self) -> bool:
+        """True once the saga has succeeded or errored."""
+        return self.has_succeeded or self.has_errored
+
+    def on_transaction_appended(self, account_id: UUID) -> list[Saga]:
+        """Takes the next step after Accounts applied this saga's transaction."""
+        self._succeed()
+        return []
+
+    def on_transaction_failed(
+        self, account_id: UUID, error: TransactionError
+    ) -> list[Saga]:
+        """Takes the next step after Accounts refused this saga's transaction."""
+        self._fail(error)
+        return []
+
+    @event("Succeeded")
+    def _succeed(self) -> None:
+        self.has_succeeded = True
+
+    @event("Errored")
+    def _fail(self, error: TransactionError) -> None:
+        self.errors.append(error)
+        self.has_errored = True
+
+
+class DepositFundsSaga(Saga):
+    """Credits one account."""
+
+    @event("Created")
+    def __init__(self, id: UUID, credit_account_id: UUID, amount: Decimal) -> None:  # noqa: A002
+        """Asks Accounts to credit the account."""
+        super().__init__()
+        self.credit_account_id = credit_account_id
+        self.amount = amount
+
+
+class WithdrawFundsSaga(Saga):
+    """Debits one account."""
+
+    @event("Created")
+    def __init__(self, id: UUID, debit_account_id: UUID, amount: Decimal) -> None:  # noqa: A002
+        """Asks Accounts to debit the account."""
+        super().__init__()
+        self.debit_account_id = debit_account_id
+        self.amount = amount
+
+
+class RefundFundsSaga(Saga):
+    """Pays a transfer's debit back when its credit failed."""
+
+    @staticmethod
+    def create_id(transfer_id: UUID) -> UUID:
+        """One refund per transfer."""
+        return uuid5(NAMESPACE_URL, f"/refunds/{transfer_id}")
+
+    @event("Created")
+    def __init__(self, transfer_id: UUID, account_id: UUID, amount: Decimal) -> None:
+        """Asks Accounts to credit the debited account."""
+        super().__init__()
+        self.transfer_id = transfer_id
+        self.account_id = account_id
+        self.amount = amount
+
+
+class TransferFundsSaga(Saga):
+    """Debits one account, then credits another, and refunds the debit if that fails."""
+
+    has_debited: bool = False
+    refund_id: UUID | None = None
+
+    @event("Created")
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002
+        debit_account_id: UUID,
+        credit_account_id: UUID,
+        amount: Decimal,
+    ) -> None:
+        """Asks Accounts to debit the first account."""
+        super().__init__()
+        self.debit_account_id = debit_account_id
+        self.credit_account_id = credit_account_id
+        self.amount = amount
+
+    def on_transaction_appended(self, account_id: UUID) -> list[Saga]:
+        """After the debit, asks for the credit; after the credit, succeeds."""
+        if not self.has_debited and account_id == self.debit_account_id:
+            self._record_debit(self.credit_account_id, self.amount)
+        elif self.has_debited and account_id == self.credit_account_id:
+            self._succeed()
+        return []
+
+    def on_transaction_failed(
+        self, account_id: UUID, error: TransactionError
+    ) -> list[Saga]:
+        """A failed debit ends the saga; a failed credit starts a refund."""
+        if not self.has_debited:
+            self._fail(error)
+            return []
+        refund = RefundFundsSaga(
+            transfer_id=self.id, account_id=self.debit_account_id, amount=self.amount
+        )
+        self._request_refund(error, refund.id)
+        return [refund]
+
+    def on_refunded(self) -> None:
+        """Ends errored with the credit's error once the debit is paid back."""
+        self._fail(self.credit_error)
+
+    @event("DebitRecorded")
+    def _record_debit(self, credit_account_id: UUID, amount: Decimal) -> None:
+        # The event names the credit, so Accounts can apply it without asking Sagas.
+        self.has_debited = True
+
+    @event("RefundRequested")
+    def _request_refund(self, credit_error: TransactionError, refund_id: UUID) -> None:
+        self.credit_error = credit_error
+        self.refund_id = refund_id
+
+
+class Sagas(BankApplication, ProcessApplication[UUID]):
+    """Turns commands into sagas and moves each saga on as Accounts reports back."""
+
+    topics = tuple(
+        get_topic(cls)
+        for cls in (
+            DepositFundsCommand.Created,
+            WithdrawFundsCommand.Created,
+            TransferFundsCommand.Created,
+            BankAccount.TransactionAppended,  # type: ignore[attr-defined]
+            BankAccount.ErrorRecorded,  # type: ignore[attr-defined]
+            RejectedTransaction.Recorded,  # type: ignore[attr-defined]
+        )
+    )
+
+    def get_saga(self, transaction_id: UUID) -> Saga:
+        """Returns the saga of a transaction (raises AggregateNotFoundError if none)."""
+        return cast("Saga", self.repository.get(transaction_id))
+
+    @singledispatchmethod
+    def policy(
+        self,
+        domain_event: DomainEventProtocol[UUID],
+        processing_event: ProcessingEvent[UUID],
+    ) -> None:
+        """Ignores other events."""
+
+    @policy.register(DepositFundsCommand.Created)
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        saga = DepositFundsSaga(
+            id=domain_event.originator_id,
+            credit_account_id=domain_event.credit_account_id,
+            amount=domain_event.amount,
+        )
+        processing_event.collect_events(saga)
+
+    @policy.register(WithdrawFundsCommand.Created)
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        saga = WithdrawFundsSaga(
+            id=domain_event.originator_id,
+            debit_account_id=domain_event.debit_account_id,
+            amount=domain_event.amount,
+        )
+        processing_event.collect_events(saga)
+
+    @policy.register(TransferFundsCommand.Created)
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        saga = TransferFundsSaga(
+            id=domain_event.originator_id,
+            debit_account_id=domain_event.debit_account_id,
+            credit_account_id=domain_event.credit_account_id,
+            amount=domain_event.amount,
+        )
+        processing_event.collect_events(saga)
+
+    @policy.register(BankAccount.TransactionAppended)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        saga = self._find_saga(domain_event.transaction_id)
+        if saga is None or saga.is_finished:
+            return
+        started = saga.on_transaction_appended(domain_event.originator_id)
+        processing_event.collect_events(saga, *started)
+        if isinstance(saga, RefundFundsSaga) and saga.has_succeeded:
+            transfer = cast("TransferFundsSaga", self.get_saga(saga.transfer_id))
+            transfer.on_refunded()
+            processing_event.collect_events(transfer)
+
+    @policy.register(BankAccount.ErrorRecorded)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._fail_saga(
+            domain_event.transaction_id,
+            domain_event.originator_id,
+            domain_event.error,
+            processing_event,
+        )
+
+    @policy.register(RejectedTransaction.Recorded)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._fail_saga(
+            domain_event.transaction_id,
+            domain_event.account_id,
+            domain_event.error,
+            processing_event,
+        )
+
+    def _fail_saga(
+        self,
+        transaction_id: UUID | None,
+        account_id: UUID,
+        error: TransactionError,
+        processing_event: ProcessingEvent[UUID],
+    ) -> None:
+        saga = self._find_saga(transaction_id)
+        if saga is None or saga.is_finished:
+            return
+        started = saga.on_transaction_failed(account_id, error)
+        processing_event.collect_events(saga, *started)
+        if isinstance(saga, RefundFundsSaga):
+            transfer = cast("TransferFundsSaga", self.get_saga(saga.transfer_id))
+            transfer.on_refunded()
+            processing_event.collect_events(transfer)
+
+    def _find_saga(self, transaction_id: UUID | None) -> Saga | None:
+        if transaction_id is None:
+            return None
+        try:
+            return self.get_saga(transaction_id)
+        except AggregateNotFoundError:
+            return None
