@@ -1,0 +1,303 @@
+"""InterfaceApplication: follows Accounts and Sagas into a read model and a feed."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any, cast
+from uuid import UUID
+
+from eventsourcing.dispatch import singledispatchmethod
+from eventsourcing.popo import POPOFactory
+from eventsourcing.sqlite import SQLiteFactory
+from eventsourcing.system import ProcessApplication
+from eventsourcing.utils import get_topic
+
+from bankaccounts.domainmodel import BankAccount
+from bankaccounts.exceptions import (
+    AccountClosedError,
+    AccountNotFoundError,
+    InsufficientFundsError,
+    TransactionError,
+)
+from bankaccounts.infrastructure import BankApplication
+from bankaccounts.system.readmodel import (
+    AccountView,
+    FeedMessage,
+    POPOReadModelRecorder,
+    ReadModelRecorder,
+    TransactionView,
+    ViewChanges,
+)
+from bankaccounts.system.sagas import (
+    DepositFundsSaga,
+    Saga,
+    TransferFundsSaga,
+    WithdrawFundsSaga,
+)
+from bankaccounts.system.sqlite import SQLiteReadModelRecorder
+from bankaccounts.validation import ZERO
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from eventsourcing.application import ProcessingEvent
+    from eventsourcing.domain import DomainEventProtocol
+    from eventsourcing.persistence import Recording
+
+    from bankaccounts.system.readmodel import TransactionKind
+
+logger = logging.getLogger(__name__)
+
+SAGA_KINDS: dict[type[Saga], TransactionKind] = {
+    DepositFundsSaga: "deposit",
+    WithdrawFundsSaga: "withdrawal",
+    TransferFundsSaga: "transfer",
+}
+
+
+def _topics() -> tuple[str, ...]:
+    account_events = [
+        BankAccount.Opened,  # type: ignore[attr-defined]
+        BankAccount.TransactionAppended,  # type: ignore[attr-defined]
+        BankAccount.ErrorRecorded,  # type: ignore[attr-defined]
+        BankAccount.OverdraftLimitSet,  # type: ignore[attr-defined]
+        BankAccount.Closed,  # type: ignore[attr-defined]
+    ]
+    # Sagas of every kind share the Succeeded and Errored events of their base class.
+    saga_events = [
+        *(saga_class.Created for saga_class in SAGA_KINDS),
+        Saga.Succeeded,  # type: ignore[attr-defined]
+        Saga.Errored,  # type: ignore[attr-defined]
+    ]
+    return tuple(get_topic(cls) for cls in [*account_events, *saga_events])
+
+
+class InterfaceApplication(BankApplication, ProcessApplication[UUID]):
+    """Keeps what clients see (accounts, transactions) and pushes every change."""
+
+    name = "Interface"
+    topics = _topics()
+
+    def __init__(self, env: Any = None) -> None:
+        """Starts with no feed listeners."""
+        super().__init__(env)
+        self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
+        self._listeners_lock = threading.Lock()
+
+    @property
+    def view(self) -> ReadModelRecorder:
+        """The read model: accounts, transactions and the feed."""
+        return cast("ReadModelRecorder", self.recorder)
+
+    def construct_recorder(self) -> ReadModelRecorder:
+        """A process recorder that also writes the read model."""
+        factory = self.factory
+        recorder: ReadModelRecorder
+        if isinstance(factory, POPOFactory):
+            return POPOReadModelRecorder()
+        if isinstance(factory, SQLiteFactory):
+            recorder = SQLiteReadModelRecorder(factory.datastore)
+            if factory.env_create_table():
+                recorder.create_table()
+            return recorder
+        from eventsourcing.postgres import PostgresFactory
+
+        from bankaccounts.system.postgres import PostgresReadModelRecorder
+
+        if isinstance(factory, PostgresFactory):
+            prefix = self.name.lower()
+            recorder = PostgresReadModelRecorder(
+                factory.datastore,
+                events_table_name=f"{prefix}_events",
+                tracking_table_name=f"{prefix}_tracking",
+            )
+            if factory.env_create_table():
+                recorder.create_table()
+            return recorder
+        msg = f"No read model recorder for {type(factory).__name__}"
+        raise NotImplementedError(msg)
+
+    def add_feed_listener(
+        self, listener: Callable[[Sequence[FeedMessage]], None]
+    ) -> Callable[[], None]:
+        """Calls listener with each batch of new feed messages; returns a remover."""
+        with self._listeners_lock:
+            self._listeners.append(listener)
+
+        def remove() -> None:
+            with self._listeners_lock:
+                if listener in self._listeners:
+                    self._listeners.remove(listener)
+
+        return remove
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        recordings = super()._record(processing_event)
+        changes: ViewChanges | None = processing_event.saved_kwargs.get("view_changes")
+        if changes and changes.feed:
+            with self._listeners_lock:
+                listeners = list(self._listeners)
+            for listener in listeners:
+                try:
+                    listener(changes.feed)
+                except Exception:
+                    logger.exception("feed listener failed")
+        return recordings
+
+    def describe_error(self, error: TransactionError) -> str:
+        """Says in words what went wrong, naming the account as people know it."""
+        account = self.view.get_account(error.account_id)
+        label = account.label if account else f"account {str(error.account_id)[:8]}"
+        if isinstance(error, InsufficientFundsError):
+            return f"Insufficient funds in {label}"
+        if isinstance(error, AccountClosedError):
+            return f"{label[0].upper()}{label[1:]} is closed"
+        if isinstance(error, AccountNotFoundError):
+            return f"Account {error.account_id} does not exist"
+        return str(error)
+
+    @singledispatchmethod
+    def policy(
+        self,
+        domain_event: DomainEventProtocol[UUID],
+        processing_event: ProcessingEvent[UUID],
+    ) -> None:
+        """Ignores other events."""
+
+    @policy.register(BankAccount.Opened)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        account = AccountView(
+            id=domain_event.originator_id,
+            name=domain_event.name,
+            balance=ZERO,
+            overdraft_limit=ZERO,
+            is_closed=False,
+            opened_at=domain_event.timestamp,
+            updated_at=domain_event.timestamp,
+        )
+        self._change_account(processing_event, account, "account_opened")
+
+    @policy.register(BankAccount.TransactionAppended)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        account = self.view.get_account(domain_event.originator_id)
+        if account is None:
+            return
+        account = replace(
+            account,
+            balance=account.balance + domain_event.amount,
+            updated_at=domain_event.timestamp,
+        )
+        self._change_account(
+            processing_event,
+            account,
+            "transaction_appended",
+            transaction_id=_str_or_none(domain_event.transaction_id),
+            amount=str(domain_event.amount),
+        )
+
+    @policy.register(BankAccount.ErrorRecorded)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        account = self.view.get_account(domain_event.originator_id)
+        if account is None:
+            return
+        message = FeedMessage(
+            "error_recorded",
+            {
+                "account": account.to_json(),
+                "transaction_id": _str_or_none(domain_event.transaction_id),
+                "error": self.describe_error(domain_event.error),
+            },
+        )
+        processing_event.collect_events(view_changes=ViewChanges(feed=[message]))
+
+    @policy.register(BankAccount.OverdraftLimitSet)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        account = self.view.get_account(domain_event.originator_id)
+        if account is None:
+            return
+        account = replace(
+            account,
+            overdraft_limit=domain_event.overdraft_limit,
+            updated_at=domain_event.timestamp,
+        )
+        self._change_account(processing_event, account, "overdraft_limit_set")
+
+    @policy.register(BankAccount.Closed)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        account = self.view.get_account(domain_event.originator_id)
+        if account is None:
+            return
+        account = replace(account, is_closed=True, updated_at=domain_event.timestamp)
+        self._change_account(processing_event, account, "account_closed")
+
+    @policy.register(DepositFundsSaga.Created)
+    @policy.register(WithdrawFundsSaga.Created)
+    @policy.register(TransferFundsSaga.Created)
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        kind = next(
+            kind
+            for saga_class, kind in SAGA_KINDS.items()
+            if isinstance(domain_event, saga_class.Created)
+        )
+        transaction = TransactionView(
+            id=domain_event.originator_id,
+            kind=kind,
+            debit_account_id=getattr(domain_event, "debit_account_id", None),
+            credit_account_id=getattr(domain_event, "credit_account_id", None),
+            amount=domain_event.amount,
+            status="pending",
+            error=None,
+            created_at=domain_event.timestamp,
+            updated_at=domain_event.timestamp,
+        )
+        self._change_transaction(processing_event, transaction)
+
+    @policy.register(Saga.Succeeded)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        transaction = self.view.get_transaction(domain_event.originator_id)
+        if transaction is None:
+            return
+        transaction = replace(
+            transaction, status="succeeded", updated_at=domain_event.timestamp
+        )
+        self._change_transaction(processing_event, transaction)
+
+    @policy.register(Saga.Errored)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        transaction = self.view.get_transaction(domain_event.originator_id)
+        if transaction is None:
+            return
+        transaction = replace(
+            transaction,
+            status="failed",
+            error=self.describe_error(domain_event.error),
+            updated_at=domain_event.timestamp,
+        )
+        self._change_transaction(processing_event, transaction)
+
+    @staticmethod
+    def _change_account(
+        processing_event: ProcessingEvent[UUID],
+        account: AccountView,
+        message_type: str,
+        **data: Any,
+    ) -> None:
+        message = FeedMessage(message_type, {"account": account.to_json(), **data})
+        changes = ViewChanges(accounts=[account], feed=[message])
+        processing_event.collect_events(view_changes=changes)
+
+    @staticmethod
+    def _change_transaction(
+        processing_event: ProcessingEvent[UUID], transaction: TransactionView
+    ) -> None:
+        message = FeedMessage(
+            f"transaction_{transaction.status}", {"transaction": transaction.to_json()}
+        )
+        changes = ViewChanges(transactions=[transaction], feed=[message])
+        processing_event.collect_events(view_changes=changes)
+
+
+def _str_or_none(value: UUID | None) -> str | None:
+    return None if value is None else str(value)

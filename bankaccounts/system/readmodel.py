@@ -1,0 +1,225 @@
+"""The interface's read model: account and transaction views and the live feed.
+
+The views are written by a process recorder in the same transaction as the tracking
+record of the event that changed them, so each event changes them exactly once and a
+restart resumes where it stopped. This module holds the rows, the recorder interface
+and the in-memory (POPO) recorder; sqlite.py and postgres.py hold the others.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Literal
+
+from eventsourcing.persistence import ProcessRecorder
+from eventsourcing.popo import POPOProcessRecorder
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+    from decimal import Decimal
+    from uuid import UUID
+
+    from eventsourcing.persistence import StoredEvent
+
+TransactionKind = Literal["deposit", "withdrawal", "transfer"]
+TransactionStatus = Literal["pending", "succeeded", "failed"]
+
+
+@dataclass(frozen=True)
+class AccountView:
+    """An account as clients see it."""
+
+    id: UUID
+    name: str | None
+    balance: Decimal
+    overdraft_limit: Decimal
+    is_closed: bool
+    opened_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The account as JSON-ready values, money as decimal strings."""
+        return {
+            "id": str(self.id),
+            "name": self.name,
+            "balance": str(self.balance),
+            "overdraft_limit": str(self.overdraft_limit),
+            "is_closed": self.is_closed,
+            "opened_at": self.opened_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+    @property
+    def label(self) -> str:
+        """How an error message names the account."""
+        return f"{self.name}'s account" if self.name else f"account {str(self.id)[:8]}"
+
+
+@dataclass(frozen=True)
+class TransactionView:
+    """A deposit, withdrawal or transfer and how it ended."""
+
+    id: UUID
+    kind: TransactionKind
+    debit_account_id: UUID | None
+    credit_account_id: UUID | None
+    amount: Decimal
+    status: TransactionStatus
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The transaction as JSON-ready values."""
+        return {
+            "id": str(self.id),
+            "kind": self.kind,
+            "debit_account_id": _str_or_none(self.debit_account_id),
+            "credit_account_id": _str_or_none(self.credit_account_id),
+            "amount": str(self.amount),
+            "status": self.status,
+            "error": self.error,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+        }
+
+
+@dataclass
+class FeedMessage:
+    """One change pushed to clients; the recorder gives it its position."""
+
+    type: str
+    data: dict[str, Any]
+    position: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """The message as clients receive it."""
+        return {"type": self.type, "position": self.position, **self.data}
+
+    def encode(self) -> str:
+        """The stored form: type and data without the position."""
+        return json.dumps({"type": self.type, **self.data}, separators=(",", ":"))
+
+    @classmethod
+    def decode(cls, position: int, text: str) -> FeedMessage:
+        """Reads a stored message back."""
+        data = json.loads(text)
+        return cls(type=data.pop("type"), data=data, position=position)
+
+
+@dataclass
+class ViewChanges:
+    """What one processed event changes in the read model."""
+
+    accounts: list[AccountView] = field(default_factory=list)
+    transactions: list[TransactionView] = field(default_factory=list)
+    feed: list[FeedMessage] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        """True if anything changes."""
+        return bool(self.accounts or self.transactions or self.feed)
+
+
+def _str_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
+
+
+class ReadModelRecorder(ProcessRecorder, ABC):
+    """A process recorder that also keeps the views and the feed."""
+
+    @abstractmethod
+    def get_account(self, account_id: UUID) -> AccountView | None:
+        """The account, or None."""
+
+    @abstractmethod
+    def list_accounts(self) -> list[AccountView]:
+        """All accounts, oldest first."""
+
+    @abstractmethod
+    def get_transaction(self, transaction_id: UUID) -> TransactionView | None:
+        """The transaction, or None."""
+
+    @abstractmethod
+    def list_transactions(
+        self, account_id: UUID | None = None, limit: int = 50
+    ) -> list[TransactionView]:
+        """The most recent transactions, newest first, optionally of one account."""
+
+    @abstractmethod
+    def select_feed(self, after: int, limit: int = 500) -> list[FeedMessage]:
+        """Feed messages with positions greater than after, in order."""
+
+    @abstractmethod
+    def max_feed_position(self) -> int:
+        """The last position in the feed (0 if empty)."""
+
+
+class POPOReadModelRecorder(POPOProcessRecorder, ReadModelRecorder):
+    """The read model in memory."""
+
+    def __init__(self) -> None:
+        """Starts empty."""
+        super().__init__()
+        self._accounts: dict[UUID, AccountView] = {}
+        self._transactions: dict[UUID, TransactionView] = {}
+        self._feed: list[FeedMessage] = []
+
+    def _update_table(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        notification_ids = super()._update_table(stored_events, **kwargs)
+        changes: ViewChanges | None = kwargs.get("view_changes")
+        if changes:
+            for account in changes.accounts:
+                self._accounts[account.id] = account
+            for transaction in changes.transactions:
+                self._transactions[transaction.id] = transaction
+            for message in changes.feed:
+                message.position = len(self._feed) + 1
+                self._feed.append(replace(message, data=dict(message.data)))
+        return notification_ids
+
+    def get_account(self, account_id: UUID) -> AccountView | None:
+        """The account, or None."""
+        with self._database_lock:
+            return self._accounts.get(account_id)
+
+    def list_accounts(self) -> list[AccountView]:
+        """All accounts, oldest first."""
+        with self._database_lock:
+            return sorted(self._accounts.values(), key=lambda a: a.opened_at)
+
+    def get_transaction(self, transaction_id: UUID) -> TransactionView | None:
+        """The transaction, or None."""
+        with self._database_lock:
+            return self._transactions.get(transaction_id)
+
+    def list_transactions(
+        self, account_id: UUID | None = None, limit: int = 50
+    ) -> list[TransactionView]:
+        """The most recent transactions, newest first, optionally of one account."""
+        with self._database_lock:
+            selected = [
+                t
+                for t in self._transactions.values()
+                if account_id is None
+                or account_id in (t.debit_account_id, t.credit_account_id)
+            ]
+        selected.sort(key=lambda t: t.created_at, reverse=True)
+        return selected[:limit]
+
+    def select_feed(self, after: int, limit: int = 500) -> list[FeedMessage]:
+        """Feed messages with positions greater than after, in order."""
+        with self._database_lock:
+            return [
+                FeedMessage(m.type, dict(m.data), m.position)
+                for m in self._feed[max(after, 0) : max(after, 0) + limit]
+            ]
+
+    def max_feed_position(self) -> int:
+        """The last position in the feed (0 if empty)."""
+        with self._database_lock:
+            return len(self._feed)

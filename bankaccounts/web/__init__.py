@@ -1,0 +1,1 @@
+"""The web layer: REST API, websocket feed and browser UI."""
