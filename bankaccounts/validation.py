@@ -38,7 +38,9 @@ def to_money(value: object, *, name: str = "amount") -> Decimal:
     if number != number.quantize(CENT):
         msg = f"{name} must have at most 2 decimal places: {value!r}"
         raise InvalidAmountError(msg)
-    return number.quantize(CENT)
+    money = number.quantize(CENT)
+    # A negative zero ("-0") would otherwise show as "-0.00".
+    return money.copy_abs() if money.is_zero() else money
 
 
 def to_amount(value: object, *, name: str = "amount") -> Decimal:

@@ -1,0 +1,114 @@
+"""The FastAPI application: wiring of the bank, the feed hub, the API and the UI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fastapi import FastAPI, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from bankaccounts.exceptions import (
+    AccountClosedError,
+    AccountNotFoundError,
+    CommandConflictError,
+    InvalidAccountIdError,
+    InvalidAccountNameError,
+    InvalidAmountError,
+)
+from bankaccounts.web import api, websocket
+from bankaccounts.web.feed import FeedHub
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from bankaccounts.bootstrap import Bank
+
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def asset_dir(name: str) -> Path:
+    """static/ or templates/: inside the installed package, or at the repository top."""
+    for candidate in (PACKAGE_DIR / name, PACKAGE_DIR.parent / name):
+        if candidate.is_dir():
+            return candidate
+    msg = f"Cannot find the {name}/ directory near {PACKAGE_DIR}"
+    raise FileNotFoundError(msg)
+
+
+ERROR_STATUS: dict[type[Exception], int] = {
+    AccountNotFoundError: status.HTTP_404_NOT_FOUND,
+    AccountClosedError: status.HTTP_409_CONFLICT,
+    CommandConflictError: status.HTTP_409_CONFLICT,
+    InvalidAmountError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidAccountIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidAccountNameError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+}
+
+
+def create_app(bank: Bank, *, manage_bank: bool = True) -> FastAPI:
+    """Builds the web application around a bank (started and stopped with the app)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if manage_bank:
+            bank.start()
+        hub = FeedHub(bank.interface.view)
+        hub.attach(asyncio.get_running_loop())
+        remove_listener = bank.interface.add_feed_listener(hub.receive)
+        app.state.bank = bank
+        app.state.hub = hub
+        try:
+            yield
+        finally:
+            remove_listener()
+            if manage_bank:
+                bank.stop()
+
+    app = FastAPI(
+        title="Bank accounts",
+        summary="An event-sourced bank: REST API and live websocket feed.",
+        lifespan=lifespan,
+    )
+    app.include_router(api.router)
+    app.include_router(websocket.router)
+    app.mount("/static", StaticFiles(directory=asset_dir("static")), name="static")
+    templates = Jinja2Templates(directory=asset_dir("templates"))
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def index(request: Request) -> Any:
+        return templates.TemplateResponse(
+            request, "index.html", {"title": "Bank accounts"}
+        )
+
+    for error_type, code in ERROR_STATUS.items():
+        app.add_exception_handler(error_type, _error_handler(code))
+    app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    return app
+
+
+async def _validation_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """422 naming each bad field and why, without echoing the input (may be NaN)."""
+    assert isinstance(error, RequestValidationError)
+    detail = [
+        {
+            "loc": list(e["loc"]),
+            "field": str(e["loc"][-1]) if e["loc"] else None,
+            "msg": str(e["msg"]).removeprefix("Value error, "),
+            "type": e["type"],
+        }
+        for e in error.errors()
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
+
+
+def _error_handler(code: int) -> Any:
+    async def handle(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=code)
+
+    return handle

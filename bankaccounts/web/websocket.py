@@ -1,0 +1,154 @@
+"""The websocket: the live feed out, deposit/withdraw/transfer requests in."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+
+from bankaccounts.exceptions import CommandConflictError, TransactionError
+from bankaccounts.web.api import require_account
+from bankaccounts.web.feed import RECONNECT_CLOSE_CODE
+from bankaccounts.web.schemas import (
+    CLIENT_MESSAGE,
+    DepositMessage,
+    TransferMessage,
+    WithdrawMessage,
+)
+
+if TYPE_CHECKING:
+    from uuid import UUID
+
+    from bankaccounts.bootstrap import Bank
+    from bankaccounts.web.feed import FeedClient, FeedHub
+
+logger = logging.getLogger(__name__)
+
+POLICY_VIOLATION = 1008
+BACKLOG_PAGE = 500
+router = APIRouter()
+
+
+def is_same_origin(websocket: WebSocket) -> bool:
+    """True unless a browser page from another origin opened the socket."""
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser page: browsers always send Origin
+    return urlsplit(origin).netloc == websocket.headers.get("host")
+
+
+@router.websocket("/ws")
+async def feed_socket(websocket: WebSocket) -> None:
+    """Sends the feed after ?after=<position>, then live; takes money requests."""
+    bank: Bank = websocket.app.state.bank
+    hub: FeedHub = websocket.app.state.hub
+    if not is_same_origin(websocket):
+        await websocket.close(code=POLICY_VIOLATION, reason="cross-origin")
+        return
+    try:
+        after = int(websocket.query_params.get("after", "0"))
+        if after < 0:
+            raise ValueError
+    except ValueError:
+        await websocket.close(code=POLICY_VIOLATION, reason="after must be >= 0")
+        return
+    await websocket.accept()
+    client = hub.connect()
+    sender = asyncio.create_task(_send(websocket, bank, client, after))
+    try:
+        while True:
+            text = await websocket.receive_text()
+            reply = await _handle(bank, text)
+            client.offer(reply)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.disconnect(client)
+        sender.cancel()
+
+
+async def _send(
+    websocket: WebSocket, bank: Bank, client: FeedClient, after: int
+) -> None:
+    """Sends the backlog, then the live messages, skipping what was already sent."""
+    view = bank.interface.view
+    last = after
+    try:
+        while True:
+            page = await run_in_threadpool(view.select_feed, last, BACKLOG_PAGE)
+            for message in page:
+                await websocket.send_json(message.to_json())
+                last = message.position
+            if len(page) < BACKLOG_PAGE:
+                break
+        await websocket.send_json({"type": "ready", "last_position": last})
+        overrun = asyncio.create_task(client.overrun.wait())
+        while True:
+            get = asyncio.create_task(client.queue.get())
+            done, _ = await asyncio.wait(
+                {get, overrun}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if get not in done:
+                get.cancel()
+                await websocket.close(code=RECONNECT_CLOSE_CODE, reason="too slow")
+                return
+            outgoing = get.result()
+            position = outgoing.get("position")
+            if position is not None:
+                if position <= last:
+                    continue
+                last = position
+            await websocket.send_json(outgoing)
+    except (WebSocketDisconnect, RuntimeError):
+        return  # the client went away
+
+
+async def _handle(bank: Bank, text: str) -> dict[str, Any]:
+    """Validates and records one client request; answers with an ack or an error."""
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {"type": "error", "request_id": None, "error": "Malformed JSON"}
+    request_id = data.get("request_id") if isinstance(data, dict) else None
+    try:
+        message = CLIENT_MESSAGE.validate_python(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        field = ".".join(str(part) for part in first["loc"][1:]) or None
+        return {
+            "type": "error",
+            "request_id": request_id,
+            "error": first["msg"].removeprefix("Value error, "),
+            "field": field,
+        }
+    try:
+        transaction_id = await run_in_threadpool(_record, bank, message)
+    except (TransactionError, CommandConflictError, ValueError) as error:
+        return {"type": "error", "request_id": request_id, "error": str(error)}
+    return {
+        "type": "ack",
+        "request_id": request_id,
+        "transaction_id": str(transaction_id),
+    }
+
+
+def _record(
+    bank: Bank, message: DepositMessage | WithdrawMessage | TransferMessage
+) -> UUID:
+    if isinstance(message, DepositMessage):
+        require_account(bank, message.credit_account_id)
+        return bank.commands.deposit_funds(message.credit_account_id, message.amount)
+    if isinstance(message, WithdrawMessage):
+        require_account(bank, message.debit_account_id)
+        return bank.commands.withdraw_funds(message.debit_account_id, message.amount)
+    require_account(bank, message.debit_account_id)
+    require_account(bank, message.credit_account_id)
+    return bank.commands.transfer_funds(
+        message.debit_account_id, message.credit_account_id, message.amount
+    )
