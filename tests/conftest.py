@@ -1,0 +1,117 @@
+"""Fixtures shared by the test suite: where the applications keep their events."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+from uuid import uuid4
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from bankaccounts.infrastructure import sqlite_env as make_sqlite_env
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+#: Every application that may be constructed in a test, by its name.
+APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "SimpleBankAccountApplication")
+
+POPO_ENV = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+
+TRUE_VALUES = {"1", "y", "yes", "t", "true", "on"}
+
+
+def postgres_settings() -> dict[str, str]:
+    """Where the test database is: the usual POSTGRES_* variables, or the defaults."""
+    return {
+        "POSTGRES_DBNAME": os.environ.get("POSTGRES_DBNAME", "test"),
+        "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+        "POSTGRES_PORT": os.environ.get("POSTGRES_PORT", "5432"),
+        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
+        "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
+    }
+
+
+def postgres_is_required() -> bool:
+    """CI sets BANKACCOUNTS_REQUIRE_POSTGRES, so an absent server fails the run."""
+    value = os.environ.get("BANKACCOUNTS_REQUIRE_POSTGRES", "")
+    return value.strip().lower() in TRUE_VALUES
+
+
+def connect(settings: dict[str, str]) -> psycopg.Connection[tuple[object, ...]]:
+    """An autocommit connection to the test database."""
+    return psycopg.connect(
+        dbname=settings["POSTGRES_DBNAME"],
+        host=settings["POSTGRES_HOST"],
+        port=settings["POSTGRES_PORT"],
+        user=settings["POSTGRES_USER"],
+        password=settings["POSTGRES_PASSWORD"],
+        connect_timeout=3,
+        autocommit=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> dict[str, str]:
+    """The connection settings, once the server has answered (checked once a run)."""
+    settings = postgres_settings()
+    try:
+        connect(settings).close()
+    except psycopg.Error as error:
+        where = (
+            f"{settings['POSTGRES_USER']}@{settings['POSTGRES_HOST']}:"
+            f"{settings['POSTGRES_PORT']}/{settings['POSTGRES_DBNAME']}"
+        )
+        msg = f"PostgreSQL is not reachable at {where}: {error}".strip()
+        if postgres_is_required():
+            pytest.fail(f"{msg} (BANKACCOUNTS_REQUIRE_POSTGRES is set)")
+        pytest.skip(msg)
+    return settings
+
+
+@pytest.fixture
+def postgres_env(postgres_server: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Environment for the applications, in a fresh schema of its own, dropped after."""
+    schema = f"test_{uuid4().hex[:16]}"
+    with connect(postgres_server) as connection:
+        connection.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+    yield {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        **postgres_server,
+        "POSTGRES_SCHEMA": schema,
+    }
+    with connect(postgres_server) as connection:
+        # Don't hang the run behind a connection a failed test left open.
+        connection.execute("SET lock_timeout = '10s'")
+        connection.execute(
+            sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
+        )
+
+
+@pytest.fixture
+def sqlite_env(tmp_path: Path) -> dict[str, str]:
+    """Environment that gives each application its own SQLite file under tmp_path."""
+    return make_sqlite_env(tmp_path / "data", system_application_names())
+
+
+def system_application_names() -> list[str]:
+    """The known applications and every application of the system's definition."""
+    from bankaccounts.system.definition import BankAccountSystem
+
+    names = list(APPLICATION_NAMES)
+    names.extend(name for name in BankAccountSystem().nodes if name not in names)
+    return names
+
+
+@pytest.fixture(
+    params=["popo", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def persistence_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """The environment for each persistence module in turn: POPO, SQLite, PostgreSQL."""
+    if request.param == "popo":
+        return dict(POPO_ENV)
+    env: dict[str, str] = request.getfixturevalue(f"{request.param}_env")
+    return env
