@@ -344,6 +344,33 @@ class SystemScenarios:
         assert self.balance(account_id1) == Decimal("10.00")
         assert self.balance(account_id2) == Decimal("0.00")
 
+    def test_concurrent_retries_record_one_command(self) -> None:
+        account_id = self.open_account()
+        command_id = uuid4()
+        before = self.commands.recorder.max_notification_id() or 0
+        clients = 4
+        barrier = threading.Barrier(clients)
+        results: list[UUID | BaseException] = []
+
+        def send() -> None:
+            barrier.wait(timeout=10)
+            try:
+                results.append(
+                    self.commands.deposit_funds(account_id, "10", command_id=command_id)
+                )
+            except BaseException as error:  # the assertion below shows it
+                results.append(error)
+
+        threads = [threading.Thread(target=send) for _ in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert results == [command_id] * clients
+        assert self.commands.recorder.max_notification_id() == before + 1
+        self.assert_succeeded(command_id)
+        assert self.balance(account_id) == Decimal("10.00")
+
     # Bad input.
 
     def test_bad_amounts_record_nothing(self) -> None:
