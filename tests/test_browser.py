@@ -1,0 +1,711 @@
+"""Real-browser tests: the page in Chromium against the real server in a subprocess.
+
+Each test drives two pages (two tabs) and checks that what one does shows in the
+other without a reload. A missing browser skips these tests, unless
+BANKACCOUNTS_REQUIRE_BROWSER is set (as CI does), which makes it a failure.
+Screenshots go to test-artifacts/; BANKACCOUNTS_UPDATE_SCREENSHOT=1 also refreshes
+docs/screenshot.png, the one the README shows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+try:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # the browser fixture skips, or fails in CI
+    sync_playwright = None
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from playwright.sync_api import Browser, BrowserContext, Page
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
+CHROMIUM = Path(os.environ.get("BANKACCOUNTS_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TRUE_VALUES = {"1", "y", "yes", "t", "true", "on"}
+START_TIMEOUT = 30.0
+STOP_TIMEOUT = 20.0
+EXPECT_TIMEOUT_MS = 10_000
+RECONNECT_TIMEOUT_MS = 20_000  # the page backs off up to 5 s between attempts
+DESKTOP = {"width": 1280, "height": 900}
+PHONE = {"width": 375, "height": 812}
+XSS_NAME = "<img src=x onerror=alert(1)>"
+MINUS = "\u2212"
+REFUSED = re.compile(
+    r"ERR_CONNECTION_REFUSED|Failed to load resource|WebSocket connection"
+)
+
+
+def env_flag(name: str) -> bool:
+    """True if the environment variable is set to a true value."""
+    return os.environ.get(name, "").strip().lower() in TRUE_VALUES
+
+
+def skip_or_fail(reason: str) -> None:
+    """Skips, or fails when CI requires the browser."""
+    if env_flag("BANKACCOUNTS_REQUIRE_BROWSER"):
+        pytest.fail(f"{reason} (BANKACCOUNTS_REQUIRE_BROWSER is set)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """`python bankaccounts/main.py` in a subprocess: started, stopped, restarted."""
+
+    def __init__(self, data_dir: Path, logs_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.logs_dir = logs_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        """Starts the server and waits until GET /api/state answers."""
+        self.runs += 1
+        self.stdout_path = self.logs_dir / f"server-{self.runs}.out"
+        self.stderr_path = self.logs_dir / f"server-{self.runs}.err"
+        with self.stdout_path.open("wb") as out, self.stderr_path.open("wb") as err:
+            self.process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "bankaccounts/main.py",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--data-dir",
+                    str(self.data_dir),
+                ],
+                cwd=ROOT,
+                stdout=out,
+                stderr=err,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            if self.process.poll() is not None:
+                pytest.fail(f"the server exited on start:\n{self.stderr()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/api/state", timeout=2):
+                    return
+            except (urllib.error.URLError, OSError):
+                if time.monotonic() > deadline:
+                    self.process.kill()
+                    pytest.fail(f"the server did not answer in time:\n{self.stderr()}")
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        """Stops the server with SIGTERM; it must exit 0 without a traceback."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            returncode = self.process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            pytest.fail(f"the server did not stop on SIGTERM:\n{self.stderr()}")
+        self.process = None
+        stderr = self.stderr()
+        assert "Traceback" not in stderr, stderr
+        assert returncode == 0, f"exit status {returncode}:\n{stderr}"
+
+    def stderr(self) -> str:
+        """What the server wrote to stderr in its current (or last) run."""
+        return self.stderr_path.read_text(errors="replace")
+
+    def stdout(self) -> str:
+        """What the server wrote to stdout in its current (or last) run."""
+        return self.stdout_path.read_text(errors="replace")
+
+    def request(self, method: str, path: str, body: object = None) -> Any:
+        """Calls the REST API; returns the JSON answer."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{self.url}{path}",
+            data=data,
+            method=method,
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return json.load(response)
+
+    def open_account(self, name: str, deposit: str | None = None) -> dict[str, Any]:
+        """Opens an account, with a first deposit that has finished."""
+        account: dict[str, Any] = self.request("POST", "/api/accounts", {"name": name})
+        if deposit:
+            self.deposit(account["id"], deposit)
+        return account
+
+    def deposit(self, account_id: str, amount: str) -> None:
+        """Deposits and waits until the transaction has finished."""
+        path = f"/api/accounts/{account_id}/deposits?wait=true"
+        answer = self.request("POST", path, {"amount": amount})
+        assert answer["status"] == "succeeded", answer
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright."""
+    if sync_playwright is None:
+        skip_or_fail("Python playwright is not installed")
+    if not CHROMIUM.exists():
+        skip_or_fail(f"Chromium is not installed at {CHROMIUM}")
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    with sync_playwright() as playwright:
+        try:
+            browser = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+            )
+        except PlaywrightError as error:
+            skip_or_fail(f"Chromium does not start: {error}")
+        yield browser
+        browser.close()
+
+
+def start_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Server:
+    """A started server with its own data directory."""
+    base = tmp_path_factory.mktemp(name)
+    server = Server(base / "data", base)
+    server.start()
+    return server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One server shared by the tests that don't restart it."""
+    server = start_server(tmp_path_factory, "server")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile; its two pages are two tabs of one person."""
+    expect.set_options(timeout=EXPECT_TIMEOUT_MS)
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    yield context
+    context.close()
+
+
+def new_phone_context(browser: Browser) -> BrowserContext:
+    """A phone-sized profile: 375 px wide, touch, high-density screen."""
+    return browser.new_context(
+        viewport=PHONE,
+        device_scale_factor=2,
+        is_mobile=True,
+        has_touch=True,
+        locale="en-US",
+    )
+
+
+@pytest.fixture
+def phone_context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh phone-sized browser profile."""
+    context = new_phone_context(browser)
+    yield context
+    context.close()
+
+
+class Tab:
+    """One page of the app, with what went wrong in it (errors, dialogs)."""
+
+    def __init__(self, context: BrowserContext, url: str) -> None:
+        self.page: Page = context.new_page()
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("pageerror", lambda error: self.errors.append(str(error)))
+        self.page.on(
+            "console",
+            lambda message: (
+                self.errors.append(message.text) if message.type == "error" else None
+            ),
+        )
+        self.page.on("dialog", self._on_dialog)
+        self.page.goto(url)
+        self.wait_until_live()
+
+    def _on_dialog(self, dialog: Any) -> None:
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def by(self, test_id: str) -> Any:
+        """The element with this data-testid."""
+        return self.page.get_by_test_id(test_id)
+
+    def wait_until_live(self, timeout: float = EXPECT_TIMEOUT_MS) -> None:
+        """Waits until the connection status says Live."""
+        expect(self.by("connection-status")).to_have_text("Live", timeout=timeout)
+
+    def card(self, account_id: str) -> Any:
+        """The card of one account."""
+        return self.page.locator(
+            f'[data-testid="account-card"][data-account-id="{account_id}"]'
+        )
+
+    def balance(self, account_id: str) -> Any:
+        """The balance shown on an account's card."""
+        return self.card(account_id).get_by_test_id("balance")
+
+    def select(self, account_id: str) -> None:
+        """Chooses the account for the actions."""
+        self.card(account_id).click()
+        expect(self.by("account-panel")).to_have_attribute(
+            "data-account-id", account_id
+        )
+
+    def open_account(self, name: str) -> str:
+        """Opens an account through the form; returns its id."""
+        self.by("open-account-name").fill(name)
+        self.by("open-account-name").press("Enter")
+        card = self.page.get_by_test_id("account-card").filter(
+            has=self.page.get_by_test_id("account-name").get_by_text(name, exact=True)
+        )
+        expect(card).to_have_count(1)
+        account_id: str = card.get_attribute("data-account-id")
+        return account_id
+
+    def move_money(self, action: str, amount: str, target: str | None = None) -> None:
+        """Uses the deposit, withdraw or transfer form of the selected account."""
+        self.by(f"tab-{action}").click()
+        if target is not None:
+            self.by("transfer-target").select_option(target)
+        self.by(f"{action}-amount").fill(amount)
+        self.by(f"{action}-submit").click()
+
+    def transaction(self, text: str) -> Any:
+        """The activity row whose title is exactly this."""
+        return self.page.get_by_test_id("transaction").filter(
+            has=self.page.get_by_test_id("transaction-title").get_by_text(
+                text, exact=True
+            )
+        )
+
+    def screenshot(self, name: str, *, full_page: bool = False) -> Path:
+        """Saves a screenshot to test-artifacts/."""
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / f"{name}.png"
+        self.page.screenshot(path=str(path), full_page=full_page, animations="disabled")
+        return path
+
+    def assert_clean(self, *, while_server_was_down: bool = False) -> None:
+        """No script errors and no dialogs (an alert would mean injected script ran).
+
+        While the server is down, Chromium itself logs each refused connection.
+        """
+        errors = self.errors
+        if while_server_was_down:
+            errors = [e for e in errors if not REFUSED.search(e)]
+        assert errors == []
+        assert self.dialogs == []
+
+
+def unique(name: str) -> str:
+    """A name no other test uses on the shared server."""
+    return f"{name} {uuid.uuid4().hex[:6]}"
+
+
+def test_account_opened_in_one_page_appears_in_the_other(
+    server: Server, context: BrowserContext
+) -> None:
+    tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+    name = unique("Alice")
+
+    account_id = tab_a.open_account(name)
+
+    expect(tab_b.card(account_id).get_by_test_id("account-name")).to_have_text(name)
+    expect(tab_b.balance(account_id)).to_have_text("0.00")
+    expect(tab_a.by("account-panel")).to_have_attribute("data-account-id", account_id)
+    assert server.request("GET", f"/api/accounts/{account_id}")["name"] == name
+    tab_a.assert_clean()
+    tab_b.assert_clean()
+
+
+def test_deposit_in_one_page_changes_the_balance_in_the_other_without_reload(
+    server: Server, context: BrowserContext
+) -> None:
+    tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+    name = unique("Bob")
+    account_id = tab_a.open_account(name)
+    tab_a.page.evaluate("window.notReloaded = true")
+
+    tab_b.select(account_id)
+    tab_b.move_money("deposit", "1234567.5")
+
+    expect(tab_b.by("deposit-status")).to_have_text(
+        "Deposit of 1,234,567.50 succeeded."
+    )
+    expect(tab_a.balance(account_id)).to_have_text("1,234,567.50")
+    expect(tab_b.balance(account_id)).to_have_text("1,234,567.50")
+    expect(tab_a.transaction(f"Deposit to {name}")).to_have_attribute(
+        "data-status", "succeeded"
+    )
+    assert tab_a.page.evaluate("window.notReloaded") is True
+    assert server.request("GET", f"/api/accounts/{account_id}")["balance"] == (
+        "1234567.50"
+    )
+    tab_a.assert_clean()
+    tab_b.assert_clean()
+
+
+def test_transfer_between_two_accounts(server: Server, context: BrowserContext) -> None:
+    payer_name, payee_name = unique("Carol"), unique("Dave")
+    payer = server.open_account(payer_name, deposit="500.00")
+    payee = server.open_account(payee_name, deposit="20.00")
+    tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+
+    tab_a.select(payer["id"])
+    tab_a.move_money("transfer", "120.25", target=payee["id"])
+
+    expect(tab_a.by("transfer-status")).to_have_text("Transfer of 120.25 succeeded.")
+    for tab in (tab_a, tab_b):
+        expect(tab.balance(payer["id"])).to_have_text("379.75")
+        expect(tab.balance(payee["id"])).to_have_text("140.25")
+        row = tab.transaction(f"Transfer from {payer_name} to {payee_name}")
+        expect(row).to_have_attribute("data-status", "succeeded")
+        expect(row.get_by_test_id("transaction-amount")).to_have_text("120.25")
+    # Seen from the payer's account, the money goes out.
+    tab_a.by("scope-account").click()
+    expect(
+        tab_a.transaction(f"Transfer from {payer_name} to {payee_name}").get_by_test_id(
+            "transaction-amount"
+        )
+    ).to_have_text(f"{MINUS}120.25")
+    tab_a.screenshot("desktop-transfer")
+    tab_a.assert_clean()
+    tab_b.assert_clean()
+
+
+def test_withdrawal_beyond_the_balance_fails_with_the_reason_in_words(
+    server: Server, context: BrowserContext
+) -> None:
+    name = unique("Erin")
+    account = server.open_account(name, deposit="10.00")
+    tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+    reason = f"Insufficient funds in {name}'s account"
+
+    tab_a.select(account["id"])
+    tab_a.move_money("withdraw", "25")
+
+    expect(tab_a.by("withdraw-status")).to_have_text(
+        f"Withdrawal of 25.00 failed: {reason}."
+    )
+    for tab in (tab_a, tab_b):
+        row = tab.transaction(f"Withdrawal from {name}")
+        expect(row).to_have_attribute("data-status", "failed")
+        expect(row.get_by_test_id("transaction-status")).to_have_text("Failed")
+        expect(row.get_by_test_id("transaction-error")).to_have_text(reason)
+        expect(tab.balance(account["id"])).to_have_text("10.00")
+    expect(tab_a.by("announcer")).to_contain_text(reason)
+    tab_a.screenshot("desktop-withdrawal-failed")
+    tab_a.assert_clean()
+    tab_b.assert_clean()
+
+
+@pytest.mark.parametrize(
+    ("amount", "message"),
+    [
+        ("", "Enter an amount."),
+        ("12.345", "Use at most 2 decimal places."),
+        ("-5", "Enter an amount greater than zero."),
+        ("0", "Enter an amount greater than zero."),
+        ("ten", "Enter a number, like 12.50."),
+        ("NaN", "Enter a number, like 12.50."),
+        ("1000000000000.01", "The most is 1,000,000,000,000.00."),
+    ],
+)
+def test_bad_amounts_are_refused_in_the_page(
+    server: Server, context: BrowserContext, amount: str, message: str
+) -> None:
+    account = server.open_account(unique("Frank"))
+    tab = Tab(context, server.url)
+    tab.select(account["id"])
+    sent: list[str] = []
+    tab.page.on("request", lambda request: sent.append(request.url))
+    tab.page.on(
+        "websocket",
+        lambda ws: ws.on("framesent", lambda frame: sent.append(str(frame))),
+    )
+
+    tab.move_money("deposit", amount)
+
+    expect(tab.by("deposit-error")).to_have_text(message)
+    expect(tab.by("deposit-amount")).to_have_attribute("aria-invalid", "true")
+    expect(tab.by("deposit-amount")).to_be_focused()
+    assert not [url for url in sent if "/deposits" in url or "deposit" in url]
+    tab.assert_clean()
+
+
+def test_the_largest_amount_is_accepted(
+    server: Server, context: BrowserContext
+) -> None:
+    account = server.open_account(unique("Grace"))
+    tab = Tab(context, server.url)
+    tab.select(account["id"])
+
+    tab.move_money("deposit", "1,000,000,000,000")
+
+    expect(tab.balance(account["id"])).to_have_text("1,000,000,000,000.00")
+    tab.assert_clean()
+
+
+def test_a_name_with_html_shows_as_text(
+    server: Server, context: BrowserContext
+) -> None:
+    tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+
+    account_id = tab_a.open_account(XSS_NAME)
+    tab_a.move_money("deposit", "5")
+
+    for tab in (tab_a, tab_b):
+        expect(tab.card(account_id).get_by_test_id("account-name")).to_have_text(
+            XSS_NAME
+        )
+        expect(tab.transaction(f"Deposit to {XSS_NAME}")).to_have_attribute(
+            "data-status", "succeeded"
+        )
+        assert tab.page.locator('img[src="x"]').count() == 0
+    tab_b.select(account_id)
+    expect(tab_b.by("panel-name")).to_have_text(XSS_NAME)
+    tab_a.assert_clean()
+    tab_b.assert_clean()
+
+
+def test_overdraft_limit_negative_balance_and_closing(
+    server: Server, context: BrowserContext
+) -> None:
+    name = unique("Heidi")
+    account = server.open_account(name)
+    tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+    tab_a.select(account["id"])
+
+    tab_a.by("tab-overdraft").click()
+    tab_a.by("overdraft-limit").fill("500")
+    tab_a.by("overdraft-submit").click()
+    expect(tab_a.by("overdraft-status")).to_have_text("Overdraft limit set to 500.00.")
+    expect(tab_b.card(account["id"]).get_by_test_id("account-limit")).to_have_text(
+        "Overdraft up to 500.00"
+    )
+
+    tab_a.move_money("withdraw", "30.5")
+    for tab in (tab_a, tab_b):
+        balance = tab.balance(account["id"])
+        expect(balance).to_have_text(f"{MINUS}30.50")
+        expect(balance).to_have_class(re.compile(r"\bis-negative\b"))
+        color = balance.evaluate("element => getComputedStyle(element).color")
+        assert color == "rgb(194, 38, 29)"
+    expect(tab_a.by("panel-available")).to_have_text("469.50")
+
+    tab_a.by("close-account").click()
+    expect(tab_a.by("close-confirm-text")).to_contain_text(f"Close {name}?")
+    tab_a.by("close-confirm").click()
+    for tab in (tab_a, tab_b):
+        expect(
+            tab.card(account["id"]).get_by_test_id("account-closed-badge")
+        ).to_be_visible()
+    expect(tab_a.by("closed-note")).to_be_visible()
+    expect(tab_a.by("actions")).to_be_hidden()
+    assert server.request("GET", f"/api/accounts/{account['id']}")["is_closed"]
+    tab_a.assert_clean()
+    tab_b.assert_clean()
+
+
+def test_keyboard_only(server: Server, context: BrowserContext) -> None:
+    account = server.open_account(unique("Ivan"), deposit="1.00")
+    tab = Tab(context, server.url)
+    card = tab.card(account["id"])
+
+    card.focus()
+    tab.page.keyboard.press("Enter")
+    expect(card).to_have_attribute("aria-pressed", "true")
+    tab.by("tab-deposit").focus()
+    tab.page.keyboard.press("ArrowRight")
+    expect(tab.by("tab-withdraw")).to_be_focused()
+    expect(tab.by("tab-withdraw")).to_have_attribute("aria-selected", "true")
+    tab.page.keyboard.press("Tab")
+    expect(tab.by("withdraw-amount")).to_be_focused()
+    tab.page.keyboard.type("0.75")
+    tab.page.keyboard.press("Enter")
+    expect(tab.balance(account["id"])).to_have_text("0.25")
+    tab.assert_clean()
+
+
+def test_phone_width(server: Server, phone_context: BrowserContext) -> None:
+    account = server.open_account(unique("Judy"), deposit="98765.43")
+    tab = Tab(phone_context, server.url)
+
+    tab.card(account["id"]).click()
+    expect(tab.by("panel-balance")).to_have_text("98,765.43")
+    expect(tab.by("account-panel")).to_be_in_viewport()
+    tab.screenshot("phone-account")
+    width = tab.page.evaluate("document.documentElement.scrollWidth")
+    assert width <= PHONE["width"]
+    tab.assert_clean()
+
+
+def test_both_pages_reconnect_after_a_server_restart(
+    tmp_path_factory: pytest.TempPathFactory, browser: Browser
+) -> None:
+    server = start_server(tmp_path_factory, "restart")
+    assert server.url in server.stdout()
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    try:
+        account = server.open_account("Kim", deposit="70.00")
+        tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
+        for tab in (tab_a, tab_b):
+            expect(tab.balance(account["id"])).to_have_text("70.00")
+
+        server.stop()
+        for tab in (tab_a, tab_b):
+            expect(tab.by("connection-status")).to_have_text("Reconnecting…")
+            expect(tab.by("connection")).to_have_attribute("data-state", "reconnecting")
+        tab_a.screenshot("desktop-reconnecting")
+
+        server.start()
+        for tab in (tab_a, tab_b):
+            tab.wait_until_live(timeout=RECONNECT_TIMEOUT_MS)
+            expect(tab.balance(account["id"])).to_have_text("70.00")
+
+        # The feed resumed: a change after the restart shows in both pages.
+        tab_a.select(account["id"])
+        tab_a.move_money("deposit", "5.55")
+        for tab in (tab_a, tab_b):
+            expect(tab.balance(account["id"])).to_have_text("75.55")
+        for tab in (tab_a, tab_b):
+            tab.assert_clean(while_server_was_down=True)
+    finally:
+        context.close()
+        if server.process is not None:
+            server.stop()
+
+
+def test_a_page_starts_again_when_the_server_has_lost_its_data(
+    tmp_path_factory: pytest.TempPathFactory, browser: Browser
+) -> None:
+    server = start_server(tmp_path_factory, "newdata")
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    try:
+        account = server.open_account("Leo", deposit="3.00")
+        tab = Tab(context, server.url)
+        expect(tab.balance(account["id"])).to_have_text("3.00")
+
+        server.stop()
+        expect(tab.by("connection-status")).to_have_text("Reconnecting…")
+        server.data_dir = server.data_dir.with_name("data-new")
+        server.start()
+
+        tab.wait_until_live(timeout=RECONNECT_TIMEOUT_MS)
+        expect(tab.card(account["id"])).to_have_count(0)
+        expect(tab.by("accounts-empty")).to_be_visible()
+        newcomer = server.open_account("Mia")
+        expect(tab.card(newcomer["id"])).to_be_visible()
+        tab.assert_clean(while_server_was_down=True)
+    finally:
+        context.close()
+        if server.process is not None:
+            server.stop()
+
+
+def test_screenshots(
+    tmp_path_factory: pytest.TempPathFactory, browser: Browser
+) -> None:
+    """The main screens with a small bank's worth of data, for people to look at."""
+    server = start_server(tmp_path_factory, "screenshots")
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    phone_context = new_phone_context(browser)
+    try:
+        empty = Tab(context, server.url)
+        expect(empty.by("accounts-empty")).to_be_visible()
+        empty.screenshot("desktop-empty")
+
+        alice = server.open_account("Alice Johnson", deposit="12480.00")
+        bob = server.open_account("Bob Martinez", deposit="3250.75")
+        carol = server.open_account("Carol Nguyen", deposit="890.10")
+        server.request(
+            "PUT",
+            f"/api/accounts/{carol['id']}/overdraft-limit",
+            {"overdraft_limit": "1000.00"},
+        )
+        server.request(
+            "POST",
+            f"/api/accounts/{carol['id']}/withdrawals?wait=true",
+            {"amount": "1125.60"},
+        )
+        server.request(
+            "POST",
+            "/api/transfers?wait=true",
+            {
+                "debit_account_id": alice["id"],
+                "credit_account_id": bob["id"],
+                "amount": "1500.00",
+            },
+        )
+        desktop = Tab(context, server.url)
+        desktop.select(alice["id"])
+        desktop.move_money("withdraw", "25000")
+        expect(desktop.by("withdraw-status")).to_contain_text("Insufficient funds")
+        desktop.by("tab-transfer").click()
+        desktop.by("transfer-target").select_option(bob["id"])
+        desktop.by("transfer-amount").fill("250.00")
+        desktop.page.mouse.move(0, 0)
+        path = desktop.screenshot("desktop")
+        desktop.screenshot("desktop-full", full_page=True)
+        if env_flag("BANKACCOUNTS_UPDATE_SCREENSHOT"):
+            DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+            shutil.copyfile(path, DOCS_SCREENSHOT)
+
+        phone = Tab(phone_context, server.url)
+        phone.screenshot("phone")
+        phone.card(carol["id"]).click()
+        expect(phone.by("panel-balance")).to_have_text(f"{MINUS}235.50")
+        # Choosing an account on a phone scrolls its actions into view.
+        phone.page.wait_for_function(
+            "() => Math.abs(document.getElementById('account-panel')"
+            ".getBoundingClientRect().top - 72) < 2"
+        )
+        phone.screenshot("phone-selected")
+        phone.by("activity").scroll_into_view_if_needed()
+        phone.screenshot("phone-activity")
+        for tab in (empty, desktop, phone):
+            tab.assert_clean()
+    finally:
+        context.close()
+        phone_context.close()
+        server.stop()
