@@ -185,22 +185,32 @@ function announce(text) {
 
 // ---------------------------------------------------------------- rendering
 
+const RENDER_INTERVAL_MS = 50;
 let renderQueued = false;
+let lastRender = -Infinity;
 
-/** Renders once after the current burst of changes. */
+/**
+ * Renders soon: at once after a quiet spell, else at most every 50 ms, so a busy
+ * feed (thousands of messages a second) costs a few renders, not one per message.
+ */
 function render() {
   if (renderQueued) return;
   renderQueued = true;
-  queueMicrotask(() => {
-    renderQueued = false;
-    renderConnection();
-    if (!store.loaded) return;
-    page.app.dataset.state = "ready";
-    renderAccounts();
-    renderPanel();
-    renderActivity();
-    renderWatches();
-  });
+  const wait = lastRender + RENDER_INTERVAL_MS - performance.now();
+  if (wait <= 0) queueMicrotask(renderNow);
+  else setTimeout(renderNow, wait);
+}
+
+function renderNow() {
+  renderQueued = false;
+  lastRender = performance.now();
+  renderConnection();
+  if (!store.loaded) return;
+  page.app.dataset.state = "ready";
+  renderAccounts();
+  renderPanel();
+  renderActivity();
+  renderWatches();
 }
 
 const CONNECTION_LABELS = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…" };
@@ -745,10 +755,12 @@ page.openForm.addEventListener("submit", async (event) => {
   showError(page.openError, page.openName, "");
   setBusy(page.openForm, true);
   try {
-    const account = putAccount(await api("POST", "/api/accounts", { name }));
+    const opened = await api("POST", "/api/accounts", { name });
+    const announced = store.accounts.has(opened.id); // the feed was quicker
+    const account = putAccount(opened);
     page.openForm.reset();
     selectAccount(account.id);
-    announce(`Account opened for ${accountLabel(account)}.`);
+    if (!announced) announce(`New account opened: ${accountLabel(account)}.`);
   } catch (error) {
     showError(page.openError, page.openName, error.message);
     page.openName.focus();
@@ -845,14 +857,14 @@ async function submitOverdraft(form) {
 page.closeButton.addEventListener("click", () => {
   ui.confirmingClose = true;
   showError(page.closeError, null, "");
-  render();
-  queueMicrotask(() => page.closeCancel.focus());
+  renderNow();
+  page.closeCancel.focus();
 });
 
 page.closeCancel.addEventListener("click", () => {
   ui.confirmingClose = false;
-  render();
-  queueMicrotask(() => page.closeButton.focus());
+  renderNow();
+  page.closeButton.focus();
 });
 
 page.closeConfirm.addEventListener("click", async () => {

@@ -56,8 +56,10 @@ export function formatMoney(text, options) {
 export function parseAmount(input, { allowZero = false } = {}) {
   let text = String(input ?? "").trim();
   if (!text) return { ok: false, error: "Enter an amount." };
-  // Accept "1,234.50" as typed in English, but never guess what "1,5" means.
+  // Accept "1,234.50" as typed in English, and "12,50" from a phone's decimal keypad
+  // where the comma is the decimal separator (one comma, one or two digits after it).
   if (/^\d{1,3}(,\d{3})+(\.\d*)?$/.test(text)) text = text.replaceAll(",", "");
+  else if (/^\d*,\d{1,2}$/.test(text)) text = text.replace(",", ".");
   if (/^[-\u2212]/.test(text)) {
     return { ok: false, error: allowZero ? "The limit can't be negative." : "Enter an amount greater than zero." };
   }

@@ -42,7 +42,11 @@ pytestmark = pytest.mark.browser
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
 DOCS_SCREENSHOT = ROOT / "docs" / "screenshot.png"
-CHROMIUM = Path(os.environ.get("BANKACCOUNTS_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM = Path(
+    os.environ.get("BANKACCOUNTS_CHROMIUM")
+    or os.environ.get("PLAYWRIGHT_CHROMIUM_EXECUTABLE")
+    or "/usr/bin/chromium"
+)
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -209,8 +213,10 @@ def start_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Server:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One server shared by the tests that don't restart it."""
+def server(
+    browser: Browser, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """One server shared by the tests that don't restart it (none without a browser)."""
     server = start_server(tmp_path_factory, "server")
     yield server
     server.stop()
@@ -470,6 +476,59 @@ def test_bad_amounts_are_refused_in_the_page(
     expect(tab.by("deposit-amount")).to_have_attribute("aria-invalid", "true")
     expect(tab.by("deposit-amount")).to_be_focused()
     assert not [url for url in sent if "/deposits" in url or "deposit" in url]
+    tab.assert_clean()
+
+
+PARSED = {
+    "12.5": "12.50",
+    " 7 ": "7.00",
+    ".5": "0.50",
+    "0.01": "0.01",
+    "1,234.56": "1234.56",
+    "12,50": "12.50",
+    "1,000,000,000,000": "1000000000000.00",
+    "0001.10": "1.10",
+    "1.": "1.00",
+    "12.345": None,
+    "1,5000": None,
+    "1e3": None,
+    "Infinity": None,
+    "0x10": None,
+    ".": None,
+    "1000000000000.01": None,
+    "99999999999999": None,
+}
+FORMATTED = {
+    "0.00": "0.00",
+    "-0.00": "0.00",
+    "12.3": "12.30",
+    "-1234567.89": f"{MINUS}1,234,567.89",
+    # Beyond what a float holds exactly: formatted from the digits.
+    "98765432109876543.21": "98,765,432,109,876,543.21",
+}
+
+
+def test_money_in_the_page(server: Server, context: BrowserContext) -> None:
+    tab = Tab(context, server.url)
+    results = tab.page.evaluate(
+        """async ([parsed, formatted]) => {
+            const money = await import("/static/money.js");
+            return {
+                parsed: parsed.map((text) => {
+                    const result = money.parseAmount(text);
+                    return result.ok ? result.value : null;
+                }),
+                formatted: formatted.map((text) => money.formatMoney(text)),
+                signed: money.formatMoney("5", { signed: true }),
+                limitZero: money.parseAmount("0", { allowZero: true }).value,
+            };
+        }""",
+        [list(PARSED), list(FORMATTED)],
+    )
+    assert dict(zip(PARSED, results["parsed"], strict=True)) == PARSED
+    assert dict(zip(FORMATTED, results["formatted"], strict=True)) == FORMATTED
+    assert results["signed"] == "+5.00"
+    assert results["limitZero"] == "0.00"
     tab.assert_clean()
 
 
