@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+    from types import FrameType
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,11 +65,28 @@ def serve(
         ws="websockets-sansio",
         timeout_graceful_shutdown=5,
     )
-    server = uvicorn.Server(config)
+    server = _clean_exit_server_class()(config)
     print(f"Bank accounts: data in {describe_storage(env)}", flush=True)
     print(f"Serving http://{host}:{port} (Ctrl-C to stop)", flush=True)
     server.run()
     return 0 if server.started else 1
+
+
+def _clean_exit_server_class() -> type:
+    import uvicorn  # noqa: PLC0415
+
+    class CleanExitServer(uvicorn.Server):
+        """Stops gracefully on SIGINT/SIGTERM, then exits normally.
+
+        uvicorn re-raises the captured signal after shutting down, which would end the
+        process with -15 (SIGTERM) or a KeyboardInterrupt traceback (SIGINT).
+        """
+
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            super().handle_exit(sig, frame)
+            self._captured_signals.clear()
+
+    return CleanExitServer
 
 
 def main(argv: Sequence[str] | None = None) -> int:

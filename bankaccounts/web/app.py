@@ -51,14 +51,19 @@ ERROR_STATUS: dict[type[Exception], int] = {
 }
 
 
-def create_app(bank: Bank, *, manage_bank: bool = True) -> FastAPI:
-    """Builds the web application around a bank (started and stopped with the app)."""
+def create_app(
+    bank: Bank, *, manage_bank: bool = True, feed_queue_size: int = 1000
+) -> FastAPI:
+    """Builds the web application around a bank (started and stopped with the app).
+
+    feed_queue_size bounds each websocket client's queue of unsent messages.
+    """
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if manage_bank:
             bank.start()
-        hub = FeedHub(bank.interface.view)
+        hub = FeedHub(bank.interface.view, queue_size=feed_queue_size)
         hub.attach(asyncio.get_running_loop())
         remove_listener = bank.interface.add_feed_listener(hub.receive)
         app.state.bank = bank

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import TYPE_CHECKING, Any
@@ -80,6 +81,9 @@ async def _send(
     view = bank.interface.view
     last = after
     try:
+        newest = await run_in_threadpool(view.max_feed_position)
+        if after > newest:
+            last = newest  # the server has less than the client saw: a new data store
         while True:
             page = await run_in_threadpool(view.select_feed, last, BACKLOG_PAGE)
             for message in page:
@@ -96,7 +100,7 @@ async def _send(
             )
             if get not in done:
                 get.cancel()
-                await websocket.close(code=RECONNECT_CLOSE_CODE, reason="too slow")
+                await _close_for_reconnect(websocket)
                 return
             outgoing = get.result()
             position = outgoing.get("position")
@@ -104,9 +108,25 @@ async def _send(
                 if position <= last:
                     continue
                 last = position
-            await websocket.send_json(outgoing)
+            # A send blocks while the client doesn't read; don't let that hide overrun.
+            send = asyncio.create_task(websocket.send_json(outgoing))
+            done, _ = await asyncio.wait(
+                {send, overrun}, return_when=asyncio.FIRST_COMPLETED
+            )
+            if send not in done:
+                send.cancel()
+                await _close_for_reconnect(websocket)
+                return
     except (WebSocketDisconnect, RuntimeError):
         return  # the client went away
+
+
+async def _close_for_reconnect(websocket: WebSocket) -> None:
+    """Tells a client that fell too far behind to reconnect from its last position."""
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(
+            websocket.close(code=RECONNECT_CLOSE_CODE, reason="too slow"), timeout=5
+        )
 
 
 async def _handle(bank: Bank, text: str) -> dict[str, Any]:

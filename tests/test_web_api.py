@@ -1,0 +1,244 @@
+"""The REST API, through FastAPI's TestClient, on every persistence module."""
+
+from __future__ import annotations
+
+import uuid
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.webclient import bank_client, deposit, open_account
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def client(persistence_env: dict[str, str]) -> Iterator[TestClient]:
+    yield from bank_client(persistence_env)
+
+
+def feed_position(client: TestClient) -> int:
+    position: int = client.get("/api/state").json()["position"]
+    return position
+
+
+def test_open_get_and_list_accounts(client: TestClient) -> None:
+    response = client.post("/api/accounts", json={"name": "  Alice  Smith "})
+    assert response.status_code == 201
+    account = response.json()
+    assert account["name"] == "Alice Smith"
+    assert account["balance"] == "0.00"
+    assert account["overdraft_limit"] == "0.00"
+    assert account["is_closed"] is False
+    assert client.get(f"/api/accounts/{account['id']}").json() == account
+    unnamed = client.post("/api/accounts").json()
+    assert unnamed["name"] is None
+    listed = client.get("/api/accounts").json()
+    assert [a["id"] for a in listed] == [account["id"], unnamed["id"]]
+
+
+def test_unknown_and_malformed_account_ids(client: TestClient) -> None:
+    assert client.get(f"/api/accounts/{uuid.uuid4()}").status_code == 404
+    response = client.get("/api/accounts/not-a-uuid")
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "account_id"
+
+
+def test_deposit_withdraw_and_transaction_status(client: TestClient) -> None:
+    alice = open_account(client)
+    response = client.post(f"/api/accounts/{alice}/deposits", json={"amount": "12.3"})
+    assert response.status_code in (200, 202)
+    transaction_id = response.json()["transaction_id"]
+    assert response.json()["status"] in ("pending", "succeeded")
+    answer = deposit(client, alice, "100")
+    assert answer["status"] == "succeeded"
+    response = client.post(
+        f"/api/accounts/{alice}/withdrawals?wait=true", json={"amount": 2.3}
+    )
+    assert response.json()["status"] == "succeeded"
+    assert client.get(f"/api/accounts/{alice}").json()["balance"] == "110.00"
+    transaction = client.get(f"/api/transactions/{transaction_id}").json()
+    assert transaction["kind"] == "deposit"
+    assert transaction["amount"] == "12.30"
+    assert transaction["credit_account_id"] == alice
+    assert transaction["status"] == "succeeded"
+    assert client.get(f"/api/transactions/{uuid.uuid4()}").status_code == 404
+    listed = client.get(f"/api/transactions?account_id={alice}&limit=2").json()
+    assert [t["kind"] for t in listed] == ["withdrawal", "deposit"]
+
+
+def test_failed_withdrawal_says_why_in_words(client: TestClient) -> None:
+    alice = open_account(client, "Alice")
+    response = client.post(
+        f"/api/accounts/{alice}/withdrawals?wait=true", json={"amount": "5"}
+    )
+    assert response.status_code == 200
+    assert response.json()["status"] == "failed"
+    assert response.json()["error"] == "Insufficient funds in Alice's account"
+    status = client.get(f"/api/transactions/{response.json()['transaction_id']}")
+    assert status.json()["error"] == "Insufficient funds in Alice's account"
+
+
+def test_transfer_and_failed_transfer_refunds(client: TestClient) -> None:
+    alice = open_account(client, "Alice")
+    bob = open_account(client, "Bob")
+    deposit(client, alice, "50")
+    body = {"debit_account_id": alice, "credit_account_id": bob, "amount": "20"}
+    response = client.post("/api/transfers?wait=true", json=body)
+    assert response.json()["status"] == "succeeded"
+    assert client.post(f"/api/accounts/{bob}/close").status_code == 200
+    response = client.post("/api/transfers?wait=true", json=body)
+    assert response.json()["status"] == "failed"
+    assert response.json()["error"] == "Bob's account is closed"
+    assert client.get(f"/api/accounts/{alice}").json()["balance"] == "30.00"
+    assert client.get(f"/api/accounts/{bob}").json()["balance"] == "20.00"
+
+
+def test_overdraft_limit_and_close(client: TestClient) -> None:
+    alice = open_account(client)
+    response = client.put(
+        f"/api/accounts/{alice}/overdraft-limit", json={"overdraft_limit": "500"}
+    )
+    assert response.status_code == 200
+    assert response.json()["overdraft_limit"] == "500.00"
+    answer = client.post(
+        f"/api/accounts/{alice}/withdrawals?wait=true", json={"amount": "500"}
+    ).json()
+    assert answer["status"] == "succeeded"
+    assert client.get(f"/api/accounts/{alice}").json()["balance"] == "-500.00"
+    closed = client.post(f"/api/accounts/{alice}/close")
+    assert closed.status_code == 200
+    assert closed.json()["is_closed"] is True
+    assert client.post(f"/api/accounts/{alice}/close").status_code == 409
+    again = client.put(
+        f"/api/accounts/{alice}/overdraft-limit", json={"overdraft_limit": "1"}
+    )
+    assert again.status_code == 409
+    assert client.post(f"/api/accounts/{uuid.uuid4()}/close").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("amount", "reason"),
+    [
+        (12.345, "2 decimal places"),
+        ("12.345", "2 decimal places"),
+        ("NaN", "finite"),
+        ("Infinity", "finite"),
+        ("-Infinity", "finite"),
+        ("-5", "greater than zero"),
+        (0, "greater than zero"),
+        ("1000000000000.01", "at most"),
+        ("twelve", "not a number"),
+        ("", "not a number"),
+        (None, "decimal string or an integer"),
+        (True, "decimal string or an integer"),
+        ([1], "decimal string or an integer"),
+    ],
+)
+def test_bad_amounts_are_refused_and_record_nothing(
+    client: TestClient, amount: object, reason: str
+) -> None:
+    alice = open_account(client)
+    bob = open_account(client)
+    before = feed_position(client)
+    for path, body in [
+        (f"/api/accounts/{alice}/deposits", {"amount": amount}),
+        (f"/api/accounts/{alice}/withdrawals", {"amount": amount}),
+        (
+            "/api/transfers",
+            {"debit_account_id": alice, "credit_account_id": bob, "amount": amount},
+        ),
+    ]:
+        response = client.post(path, json=body)
+        assert response.status_code == 422, (path, response.text)
+        detail = response.json()["detail"][0]
+        assert detail["field"] == "amount"
+        assert reason in detail["msg"]
+    assert feed_position(client) == before
+
+
+def test_json_nan_and_infinity_literals_are_refused(client: TestClient) -> None:
+    alice = open_account(client)
+    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
+        response = client.post(
+            f"/api/accounts/{alice}/deposits",
+            content=b'{"amount": ' + literal + b"}",
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, literal
+        assert response.json()["detail"][0]["field"] == "amount"
+
+
+def test_bad_ids_self_transfer_and_unknown_accounts(client: TestClient) -> None:
+    alice = open_account(client)
+    before = feed_position(client)
+    response = client.post(
+        "/api/transfers",
+        json={"debit_account_id": alice, "credit_account_id": alice, "amount": "1"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "credit_account_id"
+    response = client.post(
+        "/api/transfers",
+        json={"debit_account_id": "nope", "credit_account_id": alice, "amount": "1"},
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["field"] == "debit_account_id"
+    unknown = str(uuid.uuid4())
+    response = client.post(f"/api/accounts/{unknown}/deposits", json={"amount": "1"})
+    assert response.status_code == 404
+    response = client.post(
+        "/api/transfers",
+        json={"debit_account_id": alice, "credit_account_id": unknown, "amount": "1"},
+    )
+    assert response.status_code == 404
+    response = client.post(
+        f"/api/accounts/{alice}/deposits", json={"amount": "1", "x": 1}
+    )
+    assert response.status_code == 422
+    assert feed_position(client) == before
+
+
+def test_bad_names_and_limits(client: TestClient) -> None:
+    assert client.post("/api/accounts", json={"name": "x" * 101}).status_code == 422
+    assert client.post("/api/accounts", json={"name": 5}).status_code == 422
+    alice = open_account(client)
+    for limit in ("-1", "1.234", "NaN"):
+        response = client.put(
+            f"/api/accounts/{alice}/overdraft-limit", json={"overdraft_limit": limit}
+        )
+        assert response.status_code == 422
+        assert response.json()["detail"][0]["field"] == "overdraft_limit"
+
+
+def test_idempotency_key_returns_the_same_transaction(client: TestClient) -> None:
+    alice = open_account(client)
+    key = str(uuid.uuid4())
+    headers = {"Idempotency-Key": key}
+    path = f"/api/accounts/{alice}/deposits?wait=true"
+    first = client.post(path, json={"amount": "10"}, headers=headers).json()
+    second = client.post(path, json={"amount": "10"}, headers=headers).json()
+    assert first["transaction_id"] == second["transaction_id"] == key
+    assert client.get(f"/api/accounts/{alice}").json()["balance"] == "10.00"
+    conflict = client.post(path, json={"amount": "11"}, headers=headers)
+    assert conflict.status_code == 409
+    bad_key = client.post(path, json={"amount": "10"}, headers={"Idempotency-Key": "x"})
+    assert bad_key.status_code == 422
+
+
+def test_state_and_openapi_docs(client: TestClient) -> None:
+    alice = open_account(client)
+    deposit(client, alice, "1")
+    state = client.get("/api/state").json()
+    assert state["position"] >= 4
+    assert [a["id"] for a in state["accounts"]] == [alice]
+    assert state["transactions"][0]["status"] == "succeeded"
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert "/api/transfers" in paths
+    page = client.get("/")
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]

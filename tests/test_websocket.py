@@ -1,0 +1,226 @@
+"""The websocket: feed to every client, resume by position, requests, slow clients."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from starlette.websockets import WebSocketDisconnect
+
+from bankaccounts.bootstrap import system_env
+from bankaccounts.web import websocket as websocket_module
+from bankaccounts.web.feed import RECONNECT_CLOSE_CODE
+from tests.waiting import wait_for
+from tests.webclient import bank_client, deposit, open_account, read_backlog, read_until
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def client(sqlite_env: dict[str, str], tmp_path: Path) -> Iterator[TestClient]:
+    yield from bank_client(system_env(tmp_path / "bank", environ={}))
+
+
+def positions(messages: list[dict[str, Any]]) -> list[int]:
+    return [m["position"] for m in messages if "position" in m]
+
+
+def test_two_clients_receive_the_same_feed(client: TestClient) -> None:
+    with (
+        client.websocket_connect("/ws") as first,
+        client.websocket_connect("/ws") as second,
+    ):
+        assert read_backlog(first) == read_backlog(second) == []
+        alice = open_account(client, "Alice")
+        deposit(client, alice, "10")
+
+        def until_succeeded(m: dict[str, Any]) -> bool:
+            return m["type"] == "transaction_succeeded"
+
+        got_first = read_until(first, until_succeeded)
+        got_second = read_until(second, until_succeeded)
+    assert got_first == got_second
+    assert [m["type"] for m in got_first] == [
+        "account_opened",
+        "transaction_pending",
+        "transaction_appended",
+        "transaction_succeeded",
+    ]
+    assert positions(got_first) == [1, 2, 3, 4]
+    appended = got_first[2]
+    assert appended["account"]["balance"] == "10.00"
+    assert appended["amount"] == "10.00"
+
+
+def test_resume_after_a_position_has_no_gap_and_no_duplicate(
+    client: TestClient,
+) -> None:
+    alice = open_account(client, "Alice")
+    for amount in ("1", "2", "3"):
+        deposit(client, alice, amount)
+    with client.websocket_connect("/ws?after=0") as ws:
+        everything = read_backlog(ws)
+    assert positions(everything) == list(range(1, len(everything) + 1))
+    with client.websocket_connect("/ws?after=5") as ws:
+        resumed = read_backlog(ws)
+        deposit(client, alice, "4")
+        live = read_until(ws, lambda m: m["type"] == "transaction_succeeded")
+    assert resumed == everything[5:]
+    assert positions(resumed + live) == list(range(6, len(everything) + 4))
+    assert live[-2]["account"]["balance"] == "10.00"
+
+
+def test_bad_after_and_cross_origin_are_refused(client: TestClient) -> None:
+    for path in ("/ws?after=-1", "/ws?after=x"):
+        with pytest.raises(WebSocketDisconnect), client.websocket_connect(path) as ws:
+            ws.receive_json()
+    with (
+        pytest.raises(WebSocketDisconnect) as refused,
+        client.websocket_connect(
+            "/ws", headers={"origin": "http://evil.example"}
+        ) as ws,
+    ):
+        ws.receive_json()
+    assert refused.value.code == 1008
+    same = {"origin": "http://testserver"}
+    with client.websocket_connect("/ws", headers=same) as ws:
+        assert ws.receive_json()["type"] == "ready"
+
+
+def test_requests_over_the_websocket(client: TestClient) -> None:
+    alice = open_account(client, "Alice")
+    bob = open_account(client, "Bob")
+    with client.websocket_connect("/ws") as ws:
+        read_backlog(ws)
+        ws.send_json(
+            {
+                "type": "deposit",
+                "credit_account_id": alice,
+                "amount": "30",
+                "request_id": "r1",
+            }
+        )
+        ack = read_until(ws, lambda m: m["type"] == "ack")[-1]
+        assert ack["request_id"] == "r1"
+        ws.send_json(
+            {
+                "type": "transfer",
+                "debit_account_id": alice,
+                "credit_account_id": bob,
+                "amount": "10",
+                "request_id": 2,
+            }
+        )
+        ack = read_until(ws, lambda m: m["type"] == "ack")[-1]
+        assert ack["request_id"] == 2
+        ws.send_json(
+            {
+                "type": "withdraw",
+                "debit_account_id": bob,
+                "amount": "50",
+                "request_id": 3,
+            }
+        )
+        seen: list[dict[str, Any]] = []
+        # The ack and the feed may come in either order.
+        while not {"ack", "transaction_failed"} <= {m["type"] for m in seen}:
+            seen.append(ws.receive_json())
+        failed = next(m for m in seen if m["type"] == "transaction_failed")
+        assert failed["transaction"]["error"] == "Insufficient funds in Bob's account"
+
+        for bad, field in [
+            (
+                {"type": "deposit", "credit_account_id": alice, "amount": 1.234},
+                "amount",
+            ),
+            ({"type": "deposit", "credit_account_id": "x", "amount": "1"}, None),
+            ({"type": "withdraw", "debit_account_id": alice, "amount": "-1"}, "amount"),
+            (
+                {
+                    "type": "transfer",
+                    "debit_account_id": alice,
+                    "credit_account_id": alice,
+                    "amount": "1",
+                },
+                "credit_account_id",
+            ),
+            ({"type": "steal", "amount": "1"}, None),
+            ([1, 2], None),
+        ]:
+            ws.send_json({**bad, "request_id": "bad"} if isinstance(bad, dict) else bad)
+            error = read_until(ws, lambda m: m["type"] == "error")[-1]
+            assert error["error"]
+            if field:
+                assert error["field"] == field
+        ws.send_text("{not json")
+        assert read_until(ws, lambda m: m["type"] == "error")[-1]["error"] == (
+            "Malformed JSON"
+        )
+        unknown = str(uuid.uuid4())
+        ws.send_json({"type": "deposit", "credit_account_id": unknown, "amount": "1"})
+        assert (
+            "not found" in read_until(ws, lambda m: m["type"] == "error")[-1]["error"]
+        )
+        # The connection is still open and working.
+        ws.send_json({"type": "deposit", "credit_account_id": bob, "amount": "1"})
+        assert read_until(ws, lambda m: m["type"] == "ack")[-1]["transaction_id"]
+    balances = {a["name"]: a["balance"] for a in client.get("/api/accounts").json()}
+    assert balances == {"Alice": "20.00", "Bob": "11.00"}
+
+
+class StalledWebSocket:
+    """A websocket whose client stopped reading: sends block after the first few."""
+
+    def __init__(self, accepted: int) -> None:
+        self.accepted = accepted
+        self.sent: list[dict[str, Any]] = []
+        self.closed_with: int | None = None
+
+    async def send_json(self, message: dict[str, Any]) -> None:
+        if len(self.sent) >= self.accepted:
+            await asyncio.Event().wait()  # blocks, as a full TCP buffer does
+        self.sent.append(message)
+
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        self.closed_with = code
+
+
+def test_a_stalled_client_is_told_to_reconnect_and_delays_no_one(
+    client: TestClient,
+) -> None:
+    app = client.app
+    hub = app.state.hub  # type: ignore[attr-defined]
+    bank = app.state.bank  # type: ignore[attr-defined]
+    hub.queue_size = 5
+    stalled = StalledWebSocket(accepted=3)
+    feed_client = hub.connect()
+    sender = client.portal.start_task_soon(  # type: ignore[union-attr]
+        websocket_module._send, stalled, bank, feed_client, 0
+    )
+    alice = open_account(client, "Alice")
+    with client.websocket_connect("/ws") as healthy:
+        read_backlog(healthy)
+        deposits = 10
+        for _ in range(deposits):
+            deposit(client, alice, "1")
+        live = read_until(
+            healthy,
+            lambda m: m.get("position") == 1 + 3 * deposits,
+        )
+    # The healthy client got every message, in order, while the other was stuck.
+    assert positions(live) == list(range(2, 2 + 3 * deposits))
+    wait_for(lambda: sender.done(), message="stalled sender did not give up")
+    assert stalled.closed_with == RECONNECT_CLOSE_CODE
+    hub.disconnect(feed_client)
+    last_seen = max(positions(stalled.sent))
+    assert last_seen < 1 + 3 * deposits
+    # It resumes from its last position, with no gap and no duplicate.
+    with client.websocket_connect(f"/ws?after={last_seen}") as again:
+        rest = read_backlog(again)
+    assert positions(rest) == list(range(last_seen + 1, 2 + 3 * deposits))
