@@ -73,7 +73,7 @@ def serve(
 
 
 def _clean_exit_server_class() -> type:
-    import uvicorn  # noqa: PLC0415
+    import uvicorn
 
     class CleanExitServer(uvicorn.Server):
         """Stops gracefully on SIGINT/SIGTERM, then exits normally.
