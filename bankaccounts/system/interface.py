@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
     from eventsourcing.persistence import Recording
 
-    from bankaccounts.system.readmodel import TransactionKind
+    from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -181,18 +181,11 @@ class InterfaceApplication(BankApplication, ProcessApplication[UUID]):
 
     @policy.register(BankAccount.TransactionAppended)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        account = self.view.get_account(domain_event.originator_id)
-        if account is None:
-            return
-        account = replace(
-            account,
-            balance=account.balance + domain_event.amount,
-            updated_at=domain_event.timestamp,
-        )
-        self._change_account(
+        self._update_account(
+            domain_event,
             processing_event,
-            account,
             "transaction_appended",
+            lambda account: {"balance": account.balance + domain_event.amount},
             transaction_id=_str_or_none(domain_event.transaction_id),
             amount=str(domain_event.amount),
         )
@@ -214,23 +207,21 @@ class InterfaceApplication(BankApplication, ProcessApplication[UUID]):
 
     @policy.register(BankAccount.OverdraftLimitSet)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        account = self.view.get_account(domain_event.originator_id)
-        if account is None:
-            return
-        account = replace(
-            account,
-            overdraft_limit=domain_event.overdraft_limit,
-            updated_at=domain_event.timestamp,
+        self._update_account(
+            domain_event,
+            processing_event,
+            "overdraft_limit_set",
+            lambda _: {"overdraft_limit": domain_event.overdraft_limit},
         )
-        self._change_account(processing_event, account, "overdraft_limit_set")
 
     @policy.register(BankAccount.Closed)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        account = self.view.get_account(domain_event.originator_id)
-        if account is None:
-            return
-        account = replace(account, is_closed=True, updated_at=domain_event.timestamp)
-        self._change_account(processing_event, account, "account_closed")
+        self._update_account(
+            domain_event,
+            processing_event,
+            "account_closed",
+            lambda _: {"is_closed": True},
+        )
 
     @policy.register(DepositFundsSaga.Created)
     @policy.register(WithdrawFundsSaga.Created)
@@ -256,24 +247,41 @@ class InterfaceApplication(BankApplication, ProcessApplication[UUID]):
 
     @policy.register(Saga.Succeeded)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        transaction = self.view.get_transaction(domain_event.originator_id)
-        if transaction is None:
-            return
-        transaction = replace(
-            transaction, status="succeeded", updated_at=domain_event.timestamp
-        )
-        self._change_transaction(processing_event, transaction)
+        self._finish_transaction(domain_event, processing_event, "succeeded", None)
 
     @policy.register(Saga.Errored)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        error = self.describe_error(domain_event.error)
+        self._finish_transaction(domain_event, processing_event, "failed", error)
+
+    def _update_account(
+        self,
+        domain_event: Any,
+        processing_event: ProcessingEvent[UUID],
+        message_type: str,
+        changes: Callable[[AccountView], dict[str, Any]],
+        **data: Any,
+    ) -> None:
+        account = self.view.get_account(domain_event.originator_id)
+        if account is None:  # pragma: no cover (Opened always comes first)
+            return
+        account = replace(
+            account, **changes(account), updated_at=domain_event.timestamp
+        )
+        self._change_account(processing_event, account, message_type, **data)
+
+    def _finish_transaction(
+        self,
+        domain_event: Any,
+        processing_event: ProcessingEvent[UUID],
+        status: TransactionStatus,
+        error: str | None,
+    ) -> None:
         transaction = self.view.get_transaction(domain_event.originator_id)
-        if transaction is None:
+        if transaction is None:  # a refund saga: its transfer says how it ended
             return
         transaction = replace(
-            transaction,
-            status="failed",
-            error=self.describe_error(domain_event.error),
-            updated_at=domain_event.timestamp,
+            transaction, status=status, error=error, updated_at=domain_event.timestamp
         )
         self._change_transaction(processing_event, transaction)
 
