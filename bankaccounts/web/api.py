@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -67,6 +69,37 @@ def require_account(bank: Bank, account_id: UUID) -> None:
     """Raises AccountNotFoundError (404) unless the account exists."""
     if bank.interface.view.get_account(account_id) is None:
         bank.accounts.get_account(account_id)
+
+
+def record_deposit(
+    bank: Bank, account_id: UUID, amount: Decimal, command_id: UUID | None = None
+) -> UUID:
+    """Records a deposit command for an existing account; returns its id."""
+    require_account(bank, account_id)
+    return bank.commands.deposit_funds(account_id, amount, command_id)
+
+
+def record_withdrawal(
+    bank: Bank, account_id: UUID, amount: Decimal, command_id: UUID | None = None
+) -> UUID:
+    """Records a withdrawal command for an existing account; returns its id."""
+    require_account(bank, account_id)
+    return bank.commands.withdraw_funds(account_id, amount, command_id)
+
+
+def record_transfer(
+    bank: Bank,
+    debit_account_id: UUID,
+    credit_account_id: UUID,
+    amount: Decimal,
+    command_id: UUID | None = None,
+) -> UUID:
+    """Records a transfer command between existing accounts; returns its id."""
+    require_account(bank, debit_account_id)
+    require_account(bank, credit_account_id)
+    return bank.commands.transfer_funds(
+        debit_account_id, credit_account_id, amount, command_id
+    )
 
 
 @router.get("/state", tags=["feed"])
@@ -137,10 +170,7 @@ async def deposit(
 ) -> dict[str, Any]:
     """Asks for a deposit; answers with the transaction id."""
 
-    def record() -> UUID:
-        require_account(bank, account_id)
-        return bank.commands.deposit_funds(account_id, body.amount, idempotency_key)
-
+    record = partial(record_deposit, bank, account_id, body.amount, idempotency_key)
     return await _command(bank, hub, response, record, wait=wait)
 
 
@@ -160,10 +190,7 @@ async def withdraw(
 ) -> dict[str, Any]:
     """Asks for a withdrawal; answers with the transaction id."""
 
-    def record() -> UUID:
-        require_account(bank, account_id)
-        return bank.commands.withdraw_funds(account_id, body.amount, idempotency_key)
-
+    record = partial(record_withdrawal, bank, account_id, body.amount, idempotency_key)
     return await _command(bank, hub, response, record, wait=wait)
 
 
@@ -178,12 +205,14 @@ async def transfer(
 ) -> dict[str, Any]:
     """Asks for a transfer; answers with the transaction id."""
 
-    def record() -> UUID:
-        require_account(bank, body.debit_account_id)
-        require_account(bank, body.credit_account_id)
-        return bank.commands.transfer_funds(
-            body.debit_account_id, body.credit_account_id, body.amount, idempotency_key
-        )
+    record = partial(
+        record_transfer,
+        bank,
+        body.debit_account_id,
+        body.credit_account_id,
+        body.amount,
+        idempotency_key,
+    )
 
     return await _command(bank, hub, response, record, wait=wait)
 

@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bankaccounts.exceptions import CommandConflictError, TransactionError
-from bankaccounts.web.api import require_account
+from bankaccounts.web.api import record_deposit, record_transfer, record_withdrawal
 from bankaccounts.web.feed import RECONNECT_CLOSE_CODE
 from bankaccounts.web.schemas import (
     CLIENT_MESSAGE,
@@ -162,13 +162,9 @@ def _record(
     bank: Bank, message: DepositMessage | WithdrawMessage | TransferMessage
 ) -> UUID:
     if isinstance(message, DepositMessage):
-        require_account(bank, message.credit_account_id)
-        return bank.commands.deposit_funds(message.credit_account_id, message.amount)
+        return record_deposit(bank, message.credit_account_id, message.amount)
     if isinstance(message, WithdrawMessage):
-        require_account(bank, message.debit_account_id)
-        return bank.commands.withdraw_funds(message.debit_account_id, message.amount)
-    require_account(bank, message.debit_account_id)
-    require_account(bank, message.credit_account_id)
-    return bank.commands.transfer_funds(
-        message.debit_account_id, message.credit_account_id, message.amount
+        return record_withdrawal(bank, message.debit_account_id, message.amount)
+    return record_transfer(
+        bank, message.debit_account_id, message.credit_account_id, message.amount
     )
