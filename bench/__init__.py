@@ -1,0 +1,1 @@
+"""The benchmark suite: `python -m bench` runs it and writes docs/benchmarks.md."""
