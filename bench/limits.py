@@ -37,7 +37,7 @@ from bench.common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterable, Iterator
     from pathlib import Path
 
 KEY = "limits"
@@ -86,6 +86,22 @@ def store_env(store: str, workdir: Path, name: str) -> Iterator[dict[str, str]]:
         finally:
             for suffix in ("", "-wal", "-shm"):
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
+    else:
+        with postgres_env() as env:
+            yield env
+
+
+@contextmanager
+def apps_env(
+    store: str, workdir: Path, names: Iterable[str]
+) -> Iterator[dict[str, str]]:
+    """Settings for the named bank applications in a fresh store (own SQLite files)."""
+    if store == "popo":
+        yield {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    elif store == "sqlite":
+        from bankaccounts.infrastructure import sqlite_env
+
+        yield sqlite_env(workdir / f"data-{uuid4().hex[:8]}", names)
     else:
         with postgres_env() as env:
             yield env
