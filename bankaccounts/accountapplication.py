@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, ClassVar, cast
+from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.exceptions import AccountNotFoundError
@@ -13,10 +14,31 @@ from bankaccounts.infrastructure import BankApplication
 from bankaccounts.validation import to_account_id, to_limit, to_name
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from decimal import Decimal
     from uuid import UUID
 
     from eventsourcing.domain import MutableOrImmutableAggregate
+
+T = TypeVar("T")
+
+#: How often a write is tried when another process wrote the same account first.
+CONFLICT_ATTEMPTS = 5
+
+
+def retry_on_conflict(write: Callable[[], T]) -> T:
+    """Calls write again when another writer saved the same aggregate version first.
+
+    Optimistic concurrency: the library refuses a second event at the same version,
+    and the next attempt reads the aggregate again, with the other writer's events.
+    """
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            return write()
+        except IntegrityError:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+    raise AssertionError  # pragma: no cover (the loop returns or raises)
 
 
 class AccountApplication(BankApplication):
@@ -58,14 +80,22 @@ class AccountApplication(BankApplication):
     ) -> None:
         """Sets how far below zero the account's balance may go."""
         limit = to_limit(overdraft_limit)
-        with self.writing():
-            account = self.get_account(account_id)
-            account.set_overdraft_limit(limit)
-            self.save(account)
+
+        def write() -> None:
+            with self.writing():
+                account = self.get_account(account_id)
+                account.set_overdraft_limit(limit)
+                self.save(account)
+
+        retry_on_conflict(write)
 
     def close_account(self, account_id: UUID) -> None:
         """Closes the account; closing it again does nothing."""
-        with self.writing():
-            account = self.get_account(account_id)
-            account.close()
-            self.save(account)
+
+        def write() -> None:
+            with self.writing():
+                account = self.get_account(account_id)
+                account.close()
+                self.save(account)
+
+        retry_on_conflict(write)

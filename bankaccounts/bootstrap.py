@@ -16,7 +16,11 @@ from bankaccounts.system.interface import InterfaceApplication
 from bankaccounts.system.sagas import Sagas
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping, Sequence
+
+    from bankaccounts.system.postgres import PostgresFeedSubscription
+    from bankaccounts.system.readmodel import FeedMessage
+
 
 RUNNERS: dict[str, type[Runner[Any]]] = {
     "single": SingleThreadedRunner,
@@ -40,6 +44,25 @@ def system_env(
         return {}
     directory = data_dir or environ.get("BANKACCOUNTS_DATA_DIR") or DEFAULT_DATA_DIR
     return sqlite_env(Path(directory).resolve(), APPLICATION_NAMES)
+
+
+def distributed_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """The library's settings for the processes of a distributed deployment.
+
+    They share one PostgreSQL database; tables are made once by `init-db`, never by a
+    starting process (concurrent first starts race in PostgreSQL's catalog); and each
+    application's pool keeps one connection open, growing on demand, so that a dozen
+    processes stay well inside the server's max_connections.
+    """
+    module = environ.get("PERSISTENCE_MODULE", "")
+    if module != "eventsourcing.postgres":
+        msg = (
+            "the processes of a distributed deployment share one PostgreSQL "
+            "database: set PERSISTENCE_MODULE=eventsourcing.postgres and the "
+            f"POSTGRES_* variables (PERSISTENCE_MODULE is {module or 'not set'})"
+        )
+        raise ValueError(msg)
+    return {"POSTGRES_POOL_SIZE": "1", **environ, "CREATE_TABLE": "n"}
 
 
 def describe_storage(env: Mapping[str, str]) -> str:
@@ -92,3 +115,89 @@ class Bank:
     def interface(self) -> InterfaceApplication:
         """Keeps the read model and the feed."""
         return self.runner.get(InterfaceApplication)
+
+    def add_feed_listener(
+        self, listener: Callable[[Sequence[FeedMessage]], None]
+    ) -> Callable[[], None]:
+        """Calls listener with each batch of new feed messages; returns a remover."""
+        return self.interface.add_feed_listener(listener)
+
+
+class DistributedBank(Bank):
+    """A web process's part of a bank whose process applications run as workers.
+
+    It records commands, opens, limits and closes accounts (with optimistic
+    concurrency against the Accounts worker), answers queries from the read model,
+    and follows the feed with a PostgreSQL subscription of its own, so every web
+    process pushes every message to its own clients.
+    """
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        self.env = distributed_env({**os.environ, **(env or {})})
+        self._apps: dict[type[Any], Any] = {}
+        self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
+        self.feed: PostgresFeedSubscription | None = None
+
+    def start(self) -> None:
+        """Connects the applications and starts following the feed."""
+        from bankaccounts.system.postgres import (
+            PostgresFeedSubscription,
+            PostgresReadModelRecorder,
+        )
+
+        for cls in (Commands, Accounts, InterfaceApplication):
+            self._apps[cls] = cls(env=self.env)
+        view = self.interface.view
+        assert isinstance(view, PostgresReadModelRecorder)
+        self.feed = PostgresFeedSubscription(
+            view, view.max_feed_position(), self._deliver
+        )
+        self.feed.start()
+
+    def stop(self) -> None:
+        """Stops following the feed and closes the connections."""
+        if self.feed is not None:
+            self.feed.stop()
+        for app in self._apps.values():
+            app.close()
+        self._apps.clear()
+
+    def _deliver(self, messages: Sequence[FeedMessage]) -> None:
+        for listener in list(self._listeners):
+            listener(messages)
+
+    def add_feed_listener(
+        self, listener: Callable[[Sequence[FeedMessage]], None]
+    ) -> Callable[[], None]:
+        """Calls listener with each batch of new feed messages; returns a remover."""
+        self._listeners.append(listener)
+
+        def remove() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return remove
+
+    @property
+    def commands(self) -> Commands:
+        """Records client requests."""
+        app: Commands = self._apps[Commands]
+        return app
+
+    @property
+    def accounts(self) -> Accounts:
+        """Opens, limits and closes accounts; reads them."""
+        app: Accounts = self._apps[Accounts]
+        return app
+
+    @property
+    def sagas(self) -> Sagas:
+        """Not in a web process: the Sagas worker runs them."""
+        msg = "the sagas run in their own worker"
+        raise RuntimeError(msg)
+
+    @property
+    def interface(self) -> InterfaceApplication:
+        """The read model (written by the Interface worker)."""
+        app: InterfaceApplication = self._apps[InterfaceApplication]
+        return app

@@ -10,7 +10,7 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import get_topic
 
-from bankaccounts.accountapplication import AccountApplication
+from bankaccounts.accountapplication import AccountApplication, retry_on_conflict
 from bankaccounts.domainmodel import RejectedTransaction
 from bankaccounts.exceptions import AccountNotFoundError, TransactionError
 from bankaccounts.system.sagas import (
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
+    from eventsourcing.persistence import Tracking
     from eventsourcing.utils import EnvType
 
 
@@ -51,6 +52,13 @@ class Accounts(AccountApplication, ProcessApplication[UUID]):
     def writing(self) -> contextlib.AbstractContextManager[object]:
         """Client writes wait for the event being processed, so versions never clash."""
         return self.processing_lock
+
+    def process_event(
+        self, domain_event: DomainEventProtocol[UUID], tracking: Tracking
+    ) -> None:
+        """Processes again if a client write in another process took the version."""
+        process = super().process_event
+        retry_on_conflict(lambda: process(domain_event, tracking))
 
     @singledispatchmethod
     def policy(

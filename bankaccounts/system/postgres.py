@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.postgres import PostgresProcessRecorder
@@ -16,7 +19,7 @@ from bankaccounts.system.readmodel import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from uuid import UUID
 
     from eventsourcing.persistence import StoredEvent
@@ -25,6 +28,8 @@ if TYPE_CHECKING:
     from psycopg.rows import DictRow
 
     from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
+
+logger = logging.getLogger("bankaccounts.feed")
 
 ACCOUNT_COLUMNS = "id, name, balance, overdraft_limit, is_closed, opened_at, updated_at"
 TRANSACTION_COLUMNS = (
@@ -53,6 +58,8 @@ class PostgresReadModelRecorder(PostgresProcessRecorder, ReadModelRecorder):
         self.accounts_table = f"{prefix}_accounts"
         self.transactions_table = f"{prefix}_transactions"
         self.feed_table = f"{prefix}_feed"
+        # NOTIFY channels are per database, so the schema is part of the name.
+        self.feed_channel = f"{datastore.schema}_{self.feed_table}"[:63]
         for statement in (
             "CREATE TABLE IF NOT EXISTS {schema}.{accounts} ("
             "id uuid PRIMARY KEY, name text, balance numeric(16,2) NOT NULL, "
@@ -150,6 +157,9 @@ class PostgresReadModelRecorder(PostgresProcessRecorder, ReadModelRecorder):
                 msg = "feed insert returned no position"
                 raise RuntimeError(msg)
             message.position = int(row["position"])
+        if changes.feed:
+            # Delivered when this transaction commits: web processes wake and read.
+            curs.execute(SQL("NOTIFY {0}").format(Identifier(self.feed_channel)))
 
     def _select(self, statement: str, params: Sequence[object] = ()) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
@@ -226,3 +236,88 @@ def _transaction(row: Mapping[str, Any]) -> TransactionView:
             "status": cast("TransactionStatus", row["status"]),
         }
     )
+
+
+class PostgresFeedSubscription:
+    """Follows the feed from a position, for a web process with no interface of its own.
+
+    LISTENs on the channel that the interface NOTIFYs when it commits feed messages,
+    then reads the new rows by position, so nothing is missed between the two. A lost
+    connection is logged and made again with backoff, and reading resumes from the
+    last position delivered.
+    """
+
+    def __init__(
+        self,
+        view: PostgresReadModelRecorder,
+        after: int,
+        deliver: Callable[[Sequence[FeedMessage]], None],
+        *,
+        poll_interval: float = 5.0,
+        max_retry_delay: float = 5.0,
+    ) -> None:
+        """Delivers messages with positions greater than after, in order."""
+        self.view = view
+        self.position = after
+        self.deliver = deliver
+        self.poll_interval = poll_interval
+        self.max_retry_delay = max_retry_delay
+        self.stopping = threading.Event()
+        self.listening = threading.Event()
+        self.reconnects = 0
+        self.thread = threading.Thread(target=self._run, name="feed", daemon=True)
+
+    def start(self) -> None:
+        """Starts following in a thread of its own."""
+        self.thread.start()
+
+    def stop(self) -> None:
+        """Stops following and waits for the thread."""
+        self.stopping.set()
+        self.thread.join(timeout=5)
+
+    def _run(self) -> None:
+        delay = 0.1
+        while not self.stopping.is_set():
+            try:
+                self._listen()
+                delay = 0.1
+            except Exception as error:
+                self.listening.clear()
+                if self.stopping.is_set():
+                    break
+                logger.error(
+                    "feed: %s: %s; reconnecting in %.1f s at position %d",
+                    type(error).__name__,
+                    str(error).strip() or "no detail",
+                    delay,
+                    self.position,
+                )
+                self.stopping.wait(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+                self.reconnects += 1
+
+    def _listen(self) -> None:
+        with self.view.datastore.get_connection() as conn:
+            conn.execute(SQL("LISTEN {0}").format(Identifier(self.view.feed_channel)))
+            self._catch_up()
+            self.listening.set()
+            last_read = time.monotonic()
+            while not self.stopping.is_set():
+                notified = False
+                for _ in conn.notifies(timeout=0.2, stop_after=1):
+                    notified = True
+                if notified or time.monotonic() - last_read > self.poll_interval:
+                    self._catch_up()
+                    last_read = time.monotonic()
+
+    def _catch_up(self) -> None:
+        while True:
+            messages = self.view.select_feed(self.position, limit=500)
+            if not messages:
+                return
+            self.position = messages[-1].position
+            try:
+                self.deliver(messages)
+            except Exception:
+                logger.exception("feed listener failed")

@@ -65,7 +65,7 @@ def create_app(
             bank.start()
         hub = FeedHub(bank.interface.view, queue_size=feed_queue_size)
         hub.attach(asyncio.get_running_loop())
-        remove_listener = bank.interface.add_feed_listener(hub.receive)
+        remove_listener = bank.add_feed_listener(hub.receive)
         app.state.bank = bank
         app.state.hub = hub
         try:
@@ -117,3 +117,15 @@ def _error_handler(code: int) -> Any:
         return JSONResponse({"detail": str(error)}, status_code=code)
 
     return handle
+
+
+def create_distributed_app() -> FastAPI:
+    """A web process of the distributed deployment, configured by the environment.
+
+    The factory that `bankaccounts serve --distributed --workers N` gives uvicorn.
+    """
+    import os
+
+    from bankaccounts.bootstrap import DistributedBank
+
+    return create_app(DistributedBank(dict(os.environ)))

@@ -1,0 +1,139 @@
+"""Runs one process application of the system as a worker of its own.
+
+The worker follows each upstream application through the library's subscriptions
+(PostgreSQL LISTEN/NOTIFY), one projection runner per upstream, all feeding the same
+application instance, whose processing lock puts the events through one at a time.
+Every event is recorded with its tracking record, so a restart resumes exactly where
+the last commit left off. When anything fails (a lost LISTEN connection, a killed
+pool connection, an unreachable server), the worker closes everything, waits with
+backoff, builds it all again and catches up: no restart of the process is needed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+from eventsourcing.projection import BaseProjectionRunner
+
+from bankaccounts.system.definition import BankAccountSystem
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from eventsourcing.system import ProcessApplication
+
+logger = logging.getLogger("bankaccounts.worker")
+
+WORKER_NAMES = {"sagas": "Sagas", "accounts": "Accounts", "interface": "Interface"}
+
+
+class Worker:
+    """Runs one follower of the system until stop() is called."""
+
+    def __init__(
+        self,
+        name: str,
+        env: Mapping[str, str],
+        *,
+        first_retry_delay: float = 0.5,
+        max_retry_delay: float = 10.0,
+    ) -> None:
+        """Prepares the named follower ("Sagas", "Accounts" or "Interface")."""
+        system = BankAccountSystem()
+        if name not in system.follows:
+            msg = f"{name} follows nothing; workers run {', '.join(system.follows)}"
+            raise ValueError(msg)
+        self.name = name
+        self.env = dict(env)
+        self.follower_class = system.get_app_cls(name)
+        self.leader_classes = [system.get_app_cls(n) for n in system.follows[name]]
+        self.first_retry_delay = first_retry_delay
+        self.max_retry_delay = max_retry_delay
+        self.stopping = threading.Event()
+        self.started = threading.Event()  # set while following, cleared on failure
+        self.app: ProcessApplication[Any] | None = None
+        self.reconnects = 0
+
+    def stop(self) -> None:
+        """Asks the worker to stop after the event it is processing (thread-safe)."""
+        self.stopping.set()
+
+    def run(self) -> None:
+        """Follows the upstream applications until stopped, recovering from failures."""
+        delay = self.first_retry_delay
+        attempts = 0
+        while not self.stopping.is_set():
+            try:
+                self._follow(reconnecting=attempts > 0)
+            except Exception as error:
+                self.started.clear()
+                attempts += 1
+                if self.stopping.is_set():
+                    break
+                logger.error(
+                    "%s: %s: %s; reconnecting in %.1f s",
+                    self.name,
+                    type(error).__name__,
+                    str(error).strip() or "no detail",
+                    delay,
+                )
+                self.stopping.wait(delay)
+                delay = min(delay * 2, self.max_retry_delay)
+            else:
+                delay = self.first_retry_delay
+        logger.info("%s: stopped", self.name)
+
+    def _follow(self, *, reconnecting: bool) -> None:
+        app = self.follower_class(env=self.env)
+        self.app = app  # type: ignore[assignment]
+        with ExitStack() as stack:
+            stack.callback(app.close)
+            runners: list[BaseProjectionRunner[Any]] = [
+                stack.enter_context(
+                    BaseProjectionRunner(
+                        projection=app,  # type: ignore[arg-type]
+                        application_class=leader_class,
+                        tracking_recorder=app.recorder,  # type: ignore[arg-type]
+                        topics=app.topics,  # type: ignore[attr-defined]
+                        env=self.env,
+                    )
+                )
+                for leader_class in self.leader_classes
+            ]
+            if reconnecting:
+                self.reconnects += 1
+            logger.info(
+                "%s: %s; following %s",
+                self.name,
+                "reconnected" if reconnecting else "started",
+                self.positions(),
+            )
+            self.started.set()
+            while not self.stopping.is_set():
+                if any(runner.is_interrupted.is_set() for runner in runners):
+                    break  # a runner failed: leaving the block raises its error
+                self.stopping.wait(0.2)
+            for runner in runners:
+                runner.stop()
+            if self.stopping.is_set():
+                logger.info("%s: stopping at %s", self.name, self.positions())
+        if not self.stopping.is_set():
+            msg = "a subscription ended"
+            raise ConnectionError(msg)
+
+    def positions(self) -> str:
+        """Where the follower is in each upstream: "Commands at 12, Accounts at 3"."""
+        if self.app is None:
+            return "nothing yet"
+        recorder: Any = self.app.recorder
+        parts = []
+        for leader_class in self.leader_classes:
+            try:
+                position = recorder.max_tracking_id(leader_class.name)
+            except Exception:
+                position = "?"
+            parts.append(f"{leader_class.name} at {position or 0}")
+        return ", ".join(parts)
