@@ -137,6 +137,7 @@ def serve(
         "timeout_graceful_shutdown": 5,
     }
     if distributed:
+        os.environ.setdefault("PGAPPNAME", "bankaccounts serve")
         try:
             bank: Bank = DistributedBank(dict(os.environ))
         except ValueError as error:
@@ -193,6 +194,8 @@ def run_worker(name: str, log_level: str) -> int:
     except ValueError as error:
         print(f"bankaccounts: {error}", file=sys.stderr)
         return 2
+    # Shows which process a connection belongs to, in pg_stat_activity.
+    os.environ.setdefault("PGAPPNAME", f"bankaccounts worker {name}")
     worker = Worker(WORKER_NAMES[name], env)
 
     def handle(signum: int, frame: FrameType | None) -> None:

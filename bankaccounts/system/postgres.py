@@ -7,7 +7,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, cast
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresProcessRecorder
+from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
 
 from bankaccounts.system.readmodel import (
@@ -161,6 +163,8 @@ class PostgresReadModelRecorder(PostgresProcessRecorder, ReadModelRecorder):
             # Delivered when this transaction commits: web processes wake and read.
             curs.execute(SQL("NOTIFY {0}").format(Identifier(self.feed_channel)))
 
+    # Like the library's own reads: a connection the server dropped is replaced.
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
     def _select(self, statement: str, params: Sequence[object] = ()) -> list[DictRow]:
         with self.datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._sql(statement), params)

@@ -1,0 +1,312 @@
+"""The distributed deployment: every process application and web process its own OS
+process, on one PostgreSQL database. Real processes, real connections, real kills.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+import pytest
+
+from tests.cluster import (
+    WORKERS,
+    Cluster,
+    FeedRecorder,
+    feed_positions,
+    request,
+    wait_until_quiet,
+)
+from tests.waiting import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+def cluster(postgres_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
+    """Tables made by init-db, and the three workers running."""
+    cluster = Cluster(postgres_env, tmp_path)
+    cluster.init_db()
+    try:
+        for name in WORKERS:
+            cluster.add_worker(name)
+        yield cluster
+    finally:
+        cluster.stop_all()
+
+
+def open_account(url: str, name: str) -> str:
+    """Opens an account through a web process; returns its id."""
+    status, body = request("POST", f"{url}/api/accounts", {"name": name})
+    assert status == 201, body
+    return str(body["id"])
+
+
+def finished(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    """Posts a money command with ?wait=true; returns the finished transaction."""
+    status, answer = request("POST", f"{url}{path}?wait=true", body)
+    assert status == 200, answer
+    return answer
+
+
+def deposit(url: str, account_id: str, amount: str) -> dict[str, Any]:
+    """Deposits and waits for the outcome."""
+    return finished(url, f"/api/accounts/{account_id}/deposits", {"amount": amount})
+
+
+def transfer(url: str, debit: str, credit: str, amount: str) -> dict[str, Any]:
+    """Transfers and waits for the outcome."""
+    body = {"debit_account_id": debit, "credit_account_id": credit, "amount": amount}
+    return finished(url, "/api/transfers", body)
+
+
+def balance(url: str, account_id: str) -> Decimal:
+    """The balance a web process shows."""
+    status, body = request("GET", f"{url}/api/accounts/{account_id}")
+    assert status == 200, body
+    return Decimal(body["balance"])
+
+
+def test_two_web_processes_push_the_whole_feed_to_their_clients(
+    cluster: Cluster,
+) -> None:
+    web1 = cluster.add_web("web1")
+    web2 = cluster.add_web("web2")
+    feeds = [FeedRecorder(web1), FeedRecorder(web2)]
+    for feed in feeds:
+        feed.start()
+    try:
+        alice = open_account(web1, "Alice")
+        bob = open_account(web2, "Bob")
+        assert deposit(web1, alice, "100.00")["status"] == "succeeded"
+        assert transfer(web2, alice, bob, "30.00")["status"] == "succeeded"
+        failed = transfer(web1, bob, alice, "31.00")
+        assert failed["status"] == "failed"
+        assert failed["error"] == "Insufficient funds in Bob's account"
+        status, _ = request("POST", f"{web2}/api/accounts/{bob}/close")
+        assert status == 200
+        assert transfer(web1, alice, bob, "5.00")["status"] == "failed"
+
+        wait_until_quiet(cluster)
+        expected = feed_positions(cluster.env)
+        for feed in feeds:
+            wait_for(lambda f=feed: f.positions == expected, 20, "feed incomplete")
+        assert feeds[0].messages == feeds[1].messages
+        types = [m["type"] for m in feeds[0].messages]
+        assert types.count("account_opened") == 2
+        assert types.count("transaction_succeeded") == 2
+        assert types.count("transaction_failed") == 2
+        for url in (web1, web2):
+            assert balance(url, alice) == Decimal("70.00")
+            assert balance(url, bob) == Decimal("30.00")
+    finally:
+        for feed in feeds:
+            feed.stop()
+
+
+def test_workers_reconnect_after_their_connections_are_terminated(
+    cluster: Cluster,
+) -> None:
+    web = cluster.add_web("web")
+    feed = FeedRecorder(web)
+    feed.start()
+    try:
+        alice = open_account(web, "Alice")
+        assert deposit(web, alice, "10.00")["status"] == "succeeded"
+        pids = {name: p.popen.pid for name, p in cluster.processes.items() if p.popen}
+
+        for round_ in range(2):
+            killed = cluster.terminate_connections((*WORKERS, "web"))
+            assert killed >= 3
+            # Recorded while the workers reconnect; finished once they have.
+            answer = deposit(web, alice, "1.00")
+            assert answer["status"] == "succeeded", (round_, answer)
+
+        assert balance(web, alice) == Decimal("12.00")
+        for name in WORKERS:
+            process = cluster.processes[name]
+            assert process.is_running()
+            wait_for(lambda p=process: "reconnected" in p.text(), 20, name)
+        still = {name: p.popen.pid for name, p in cluster.processes.items() if p.popen}
+        assert still == pids  # no process was restarted
+        expected = feed_positions(cluster.env)
+        wait_for(lambda: feed.positions == expected, 20, "feed incomplete")
+    finally:
+        feed.stop()
+
+
+def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
+    cluster: Cluster,
+) -> None:
+    web = cluster.add_web("web")
+    alice = open_account(web, "Alice")
+    assert deposit(web, alice, "10.00")["status"] == "succeeded"
+    sagas = cluster.processes["sagas"]
+    sagas.signal(signal.SIGTERM)
+    assert sagas.wait() == 0
+    log = sagas.last_run()
+    assert "Sagas: stopping at Commands at 1, Accounts at 2" in log
+    assert "Sagas: stopped" in log
+    assert "Traceback" not in log
+
+    # Commands recorded while Sagas is down wait for it.
+    pending = [
+        request("POST", f"{web}/api/accounts/{alice}/deposits", {"amount": "1.00"})
+        for _ in range(3)
+    ]
+    assert all(status == 202 for status, _ in pending)
+    result = cluster.cli("status", "--stuck-after", "1")
+    assert result.returncode == 1, result.stdout + result.stderr
+    sagas_row = next(
+        line for line in result.stdout.splitlines() if line.startswith("Sagas")
+    )
+    assert sagas_row.split() == ["Sagas", "Commands", "1", "4", "3", "stuck"]
+
+    cluster.start("sagas")
+    table = wait_until_quiet(cluster)
+    assert "stuck" not in table
+    assert "behind" not in table
+    assert balance(web, alice) == Decimal("13.00")
+    result = cluster.cli("status", "--json")
+    assert result.returncode == 0
+    rows = json.loads(result.stdout)
+    assert {(r["follower"], r["upstream"]) for r in rows} == {
+        ("Sagas", "Commands"),
+        ("Sagas", "Accounts"),
+        ("Accounts", "Sagas"),
+        ("Interface", "Accounts"),
+        ("Interface", "Sagas"),
+    }
+    assert all(r["lag"] == 0 and not r["stuck"] for r in rows)
+
+
+def test_a_worker_that_cannot_reach_the_database_retries_with_backoff(
+    postgres_env: dict[str, str], tmp_path: Path
+) -> None:
+    unreachable = {
+        **postgres_env,
+        "POSTGRES_PORT": "1",
+        "POSTGRES_CONNECT_TIMEOUT": "1",
+    }
+    cluster = Cluster(unreachable, tmp_path)
+    process = cluster.processes["sagas"] = cluster_process(cluster, "sagas")
+    process.start()
+    try:
+        wait_for(lambda: process.text().count("reconnecting in") >= 3, 30, "retries")
+        delays = [
+            line.rsplit("reconnecting in ", 1)[1]
+            for line in process.text().splitlines()
+            if "reconnecting in" in line
+        ]
+        assert delays[:3] == ["0.5 s", "1.0 s", "2.0 s"]
+        assert "Sagas: OperationalError" in process.text()
+        process.signal(signal.SIGTERM)
+        assert process.wait() == 0
+    finally:
+        process.stop()
+
+
+def cluster_process(cluster: Cluster, name: str) -> Any:
+    """A worker process of the cluster, not yet started."""
+    from tests.cluster import Process
+
+    return Process(
+        name,
+        ["worker", name],
+        {**cluster.env, "PGAPPNAME": f"{cluster.tag}-{name}"},
+        cluster.logs_dir / f"{name}.log",
+    )
+
+
+def test_init_db_can_run_again(postgres_env: dict[str, str], tmp_path: Path) -> None:
+    cluster = Cluster(postgres_env, tmp_path)
+    first = cluster.cli("init-db")
+    second = cluster.cli("init-db")
+    assert first.returncode == second.returncode == 0, first.stderr + second.stderr
+    assert second.stdout.splitlines() == [
+        "Commands: tables ready",
+        "Sagas: tables ready",
+        "Accounts: tables ready",
+        "Interface: tables ready",
+    ]
+
+
+def test_status_before_init_db_says_what_to_do(
+    postgres_env: dict[str, str], tmp_path: Path
+) -> None:
+    result = Cluster(postgres_env, tmp_path).cli("status")
+    assert result.returncode == 2
+    assert "has the bank been started, or init-db run?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["worker", "sagas"], ["init-db"], ["serve", "--distributed"]]
+)
+def test_the_distributed_commands_need_postgres(
+    args: list[str], tmp_path: Path
+) -> None:
+    env = {"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "bankaccounts", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "PERSISTENCE_MODULE=eventsourcing.postgres" in result.stderr
+
+
+def test_several_web_workers_need_the_distributed_mode(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bankaccounts", "serve", "--workers", "2"],
+        env={"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "--workers above 1 needs --distributed" in result.stderr
+
+
+def test_status_of_the_embedded_bank(tmp_path: Path) -> None:
+    from bankaccounts.bootstrap import Bank, system_env
+
+    bank = Bank(system_env(tmp_path / "data"))
+    bank.start()
+    try:
+        account = bank.accounts.create_account("Alice")
+        bank.commands.deposit_funds(account, Decimal("5.00"), uuid4())
+    finally:
+        bank.stop()
+    result = subprocess.run(
+        [sys.executable, "-m", "bankaccounts", "status"],
+        env={"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(tmp_path / "data")},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == [
+        "FOLLOWER",
+        "UPSTREAM",
+        "POSITION",
+        "LATEST",
+        "LAG",
+        "STATE",
+    ]
+    assert lines[1].split() == ["Sagas", "Commands", "1", "1", "0", "up", "to", "date"]
+    assert len(lines) == 6
