@@ -7,11 +7,8 @@ BankAccountSystem under a SingleThreadedRunner) on accounts with 0, 10,000 and
 reports the ratio of the longest history's median cost to the empty one's.
 Target: <= 1.2.
 
-History is seeded quickly: the account's own events, 1,000 per save, through the
-application that owns it (so snapshots are taken every 100 events as usual). In
-the system the followers' tracking positions are then advanced past the seeded
-events (see seed_system); the seeded transactions net to zero so the read model
-the interface keeps stays right.
+History is seeded quickly, straight into the owning application's recorder, with
+the latest snapshot taken after (see append_history and SagaDeposit.seed).
 
     python -m bench.history [--quick] [--stores popo,sqlite,postgres]
 """
@@ -25,10 +22,11 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Protocol
 
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.system import SingleThreadedRunner
 
 from bankaccounts.bootstrap import APPLICATION_NAMES
+from bankaccounts.domainmodel import BankAccount
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
@@ -39,8 +37,6 @@ from bench.common import STORE_LABELS, Chart, Options, Result, Row, median, rati
 
 if TYPE_CHECKING:
     from uuid import UUID
-
-    from eventsourcing.persistence import Recording
 
     from bankaccounts.accountapplication import AccountApplication
 
@@ -64,17 +60,44 @@ class Subject(Protocol):
     def close(self) -> None: ...
 
 
-def append_history(app: AccountApplication, account_id: UUID, count: int) -> None:
-    """Appends count transactions (alternately +1 and -1), BATCH per save."""
-    done = 0
-    while done < count:
-        size = min(BATCH, count - done)
-        with app.writing():
-            account = app.get_account(account_id)
-            for i in range(size):
-                account.append_transaction(AMOUNT if (done + i) % 2 == 0 else -AMOUNT)
-            app.save(account)
-        done += size
+def append_history(app: AccountApplication, account_id: UUID, count: int) -> int:
+    """Appends count transactions (alternately +1 and -1) straight to the recorder.
+
+    BATCH TransactionAppended events are made once by the domain model and mapped;
+    each batch inserts copies at the account's next versions (the stored state holds
+    no version). Then the latest snapshot is taken as the application takes them,
+    and the cache is given the account as it now is. Returns the last notification
+    id written.
+    """
+    if not count:
+        return 0
+    with app.writing():
+        base = app.get_account(account_id).version
+        scratch = BankAccount()
+        for i in range(BATCH):
+            scratch.append_transaction(AMOUNT if i % 2 == 0 else -AMOUNT)
+        template = [app.mapper.to_stored_event(e) for e in scratch.collect_events()[1:]]
+        done = 0
+        while done < count:
+            size = min(BATCH, count - done)
+            app.recorder.insert_events(
+                [
+                    StoredEvent(
+                        originator_id=account_id,
+                        originator_version=base + done + i + 1,
+                        topic=template[i].topic,
+                        state=template[i].state,
+                    )
+                    for i in range(size)
+                ]
+            )
+            done += size
+        last = base + count
+        app.take_snapshot(account_id, version=last - last % 100)
+        app.repository.cache.put(
+            account_id, app.repository.get(account_id, version=last)
+        )
+    return app.recorder.max_notification_id() or 0
 
 
 class SimpleDeposit:
@@ -116,7 +139,7 @@ class SagaDeposit:
             raise RuntimeError(msg)
 
     def seed(self, count: int) -> None:
-        """Writes the account's events without prompting the followers.
+        """Writes the account's events straight to Accounts' recorder (no prompts).
 
         The seeded transactions carry no transaction id (Sagas ignores them) and net
         to zero (the interface's balance stays right), so advancing the followers'
@@ -124,22 +147,10 @@ class SagaDeposit:
         processed them, bar the interface's feed and updated_at.
         """
         accounts = self.accounts
-        last: list[int] = []
-
-        def quiet(recordings: list[Recording[UUID]]) -> None:
-            if recordings:
-                last.append(recordings[-1].notification.id)
-                accounts.previous_max_notification_id = last[-1]
-
-        accounts._notify = quiet  # type: ignore[method-assign]
-        try:
-            append_history(accounts, self.account_id, count)
-        finally:
-            del accounts._notify
+        last = append_history(accounts, self.account_id, count)
         if last:
-            tracking = Tracking(
-                notification_id=last[-1], application_name=accounts.name
-            )
+            accounts.previous_max_notification_id = last
+            tracking = Tracking(notification_id=last, application_name=accounts.name)
             for follower in (self.sagas, self.runner.get(InterfaceApplication)):
                 follower.recorder.insert_events([], tracking=tracking)
 
@@ -274,14 +285,18 @@ def run(options: Options) -> Result:
         ),
         notes=[
             "Seeding: the account's own TransactionAppended events (alternately "
-            f"+1.00 and -1.00, so they net to zero), {BATCH:,} per "
-            "`save()` through the application that owns the account, so snapshots "
-            "are taken every 100 events as in normal use. In the system the events "
-            "are saved by Accounts without prompting its followers, whose tracking "
-            "positions are then advanced past them with one tracking record each: "
-            "Sagas ignores transactions without a transaction id, and the "
-            "interface's balance is unchanged by a net-zero history, so every "
-            "application is as it would be (bar the interface's feed).",
+            f"+1.00 and -1.00, so they net to zero): {BATCH:,} events made once by "
+            "the domain model and mapped, inserted at the account's next versions "
+            f"straight into the owning application's recorder, {BATCH:,} per "
+            "`insert_events`; then the latest snapshot is taken with the "
+            "application's `take_snapshot` (snapshots every 100 events; the "
+            "intermediate ones are not written, and are never read) and the "
+            "account is put in the aggregate cache as it now is. In the system, "
+            "Accounts' followers (Sagas, the interface) get one tracking record "
+            "each past the seeded events: Sagas ignores transactions without a "
+            "transaction id, and a net-zero history leaves the interface's balance "
+            "right, so every application is as it would be (bar the interface's "
+            "feed and updated_at).",
             "Seeding took: " + "; ".join(seeding) + ".",
         ],
     )
