@@ -1,9 +1,10 @@
 """HTTP load generator, run as a process of its own: `python -m bench._netload JSON`.
 
 A minimal HTTP/1.1 keep-alive client on asyncio streams (cheaper per request than
-httpx, so the generator leaves the CPU to the server): `concurrency` connections,
-each sending its next request as soon as the previous answer is in (closed loop), or
-at a fixed rate when `rate` is given. Prints one JSON line: counts, statuses, wall
+httpx, so the generator leaves the CPU to the server): `concurrency` connections
+(spread over the servers in "bases", if given), each sending its next request as
+soon as the previous answer is in (closed loop), or at a fixed rate when `rate` is
+given. Prints one JSON line: counts, statuses, wall
 times and latency percentiles.
 
 Modes: "transfers" (POST /api/transfers between the given accounts, optionally
@@ -96,8 +97,10 @@ def percentile_ms(values: list[float], fraction: float) -> float:
 
 async def run(config: dict[str, Any]) -> dict[str, Any]:
     """Sends the requests; returns what happened."""
-    base = urlsplit(config["base"])
-    host, port = base.hostname or "127.0.0.1", base.port or 80
+    addresses = []
+    for url in config.get("bases") or [config["base"]]:
+        base = urlsplit(url)
+        addresses.append((base.hostname or "127.0.0.1", base.port or 80))
     count: int = config["count"]
     concurrency: int = config.get("concurrency", 16)
     rate: float | None = config.get("rate")
@@ -122,7 +125,9 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     ids: list[str] = []
     sizes: list[int] = []
     indexes = itertools.count()
-    connections = [Connection(host, port) for _ in range(concurrency)]
+    connections = [
+        Connection(*addresses[index % len(addresses)]) for index in range(concurrency)
+    ]
     for connection in connections:
         await connection.open()
     start = time.time()
