@@ -768,3 +768,53 @@ def test_screenshots(
         context.close()
         phone_context.close()
         server.stop()
+
+
+@pytest.mark.postgres
+def test_two_distributed_web_processes_show_the_same_live_feed(
+    browser: Browser, postgres_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Two `serve --distributed` processes on different ports, a tab on each."""
+    from tests.cluster import WORKERS, Cluster
+
+    cluster = Cluster(postgres_env, tmp_path)
+    cluster.init_db()
+    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    try:
+        for name in WORKERS:
+            cluster.add_worker(name)
+        web1, web2 = cluster.add_web("web1"), cluster.add_web("web2")
+        assert web1 != web2
+        tab_1, tab_2 = Tab(context, web1), Tab(context, web2)
+
+        alice = tab_1.open_account("Alice")
+        expect(tab_2.card(alice).get_by_test_id("account-name")).to_have_text("Alice")
+        bob = tab_2.open_account("Bob")
+        expect(tab_1.card(bob).get_by_test_id("account-name")).to_have_text("Bob")
+
+        tab_2.select(alice)
+        tab_2.move_money("deposit", "250")
+        expect(tab_1.balance(alice)).to_have_text("250.00")
+        tab_1.select(alice)
+        tab_1.move_money("transfer", "100", target=bob)
+        expect(tab_1.by("transfer-status")).to_have_text(
+            "Transfer of 100.00 succeeded."
+        )
+        for tab in (tab_1, tab_2):
+            expect(tab.balance(alice)).to_have_text("150.00")
+            expect(tab.balance(bob)).to_have_text("100.00")
+            expect(tab.transaction("Transfer from Alice to Bob")).to_have_attribute(
+                "data-status", "succeeded"
+            )
+        tab_2.select(bob)
+        tab_2.move_money("withdraw", "1000")
+        expect(tab_1.transaction("Withdrawal from Bob")).to_have_attribute(
+            "data-status", "failed"
+        )
+        tab_1.screenshot("distributed-web1")
+        tab_2.screenshot("distributed-web2")
+        tab_1.assert_clean()
+        tab_2.assert_clean()
+    finally:
+        context.close()
+        cluster.stop_all()
