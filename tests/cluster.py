@@ -140,12 +140,21 @@ class Cluster:
         self.start(name)
         return process
 
-    def add_web(self, name: str) -> str:
+    def add_web(self, name: str, workers: int = 1) -> str:
         """Starts a distributed web process; returns its URL once it answers."""
         port = free_port()
         process = Process(
             name,
-            ["serve", "--distributed", "--port", str(port), "--log-level", "warning"],
+            [
+                "serve",
+                "--distributed",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+                "--log-level",
+                "info" if workers > 1 else "warning",
+            ],
             {**self.env, "PGAPPNAME": f"{self.tag}-{name}"},
             self.logs_dir / f"{name}.log",
         )

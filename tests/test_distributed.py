@@ -113,6 +113,35 @@ def test_two_web_processes_push_the_whole_feed_to_their_clients(
             feed.stop()
 
 
+def test_every_uvicorn_worker_of_a_web_process_pushes_the_whole_feed(
+    cluster: Cluster,
+) -> None:
+    web = cluster.add_web("web", workers=2)
+    process = cluster.processes["web"]
+    wait_for(
+        lambda: process.last_run().count("Application startup complete") == 2,
+        30,
+        "two uvicorn workers",
+    )
+    feeds = [FeedRecorder(web) for _ in range(6)]
+    for feed in feeds:
+        feed.start()
+    try:
+        alice = open_account(web, "Alice")
+        for amount in ("1.00", "2.00", "3.00"):
+            assert deposit(web, alice, amount)["status"] == "succeeded"
+        wait_until_quiet(cluster)
+        expected = feed_positions(cluster.env)
+        assert len(expected) == 1 + 3 * 3
+        for feed in feeds:
+            wait_for(lambda f=feed: f.positions == expected, 20, "feed incomplete")
+    finally:
+        for feed in feeds:
+            feed.stop()
+    process.signal(signal.SIGTERM)
+    assert process.wait() == 0
+
+
 def test_workers_reconnect_after_their_connections_are_terminated(
     cluster: Cluster,
 ) -> None:
