@@ -167,8 +167,20 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
         status, payload = await connections[0].request(
             "POST", "/api/transfers?wait=true", body(count)
         )
+        sentinel = json.loads(payload)
+        deadline = time.monotonic() + config.get("drain_timeout", 300)
+        while status in (200, 202) and sentinel.get("status") == "pending":
+            # ?wait=true gave up (10 s): poll the transaction until it has finished
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)  # polling interval
+            tid = sentinel.get("transaction_id") or sentinel.get("id")
+            status, payload = await connections[0].request(
+                "GET", f"/api/transactions/{tid}"
+            )
+            sentinel = {"transaction_id": tid, **json.loads(payload)}
         answer["sentinel_status"] = status
-        answer["sentinel"] = json.loads(payload)
+        answer["sentinel"] = sentinel
         answer["drained_seconds"] = time.perf_counter() - clock_start
     for connection in connections:
         await connection.close()

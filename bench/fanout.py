@@ -124,7 +124,7 @@ def check(figures: dict[str, Any], what: str) -> None:
 def run(options: Options) -> Result:
     """Runs benchmark 7."""
     sizes = (100, 300) if options.quick else (100, 1000)
-    seconds = options.size(5, 2)  # of the latency phase
+    seconds = options.size(3, 2)  # of the latency phase
     deliveries = options.size(100_000, 20_000)  # per rate phase, all clients
     rows: list[Row] = []
     chart: dict[str, list[float]] = {

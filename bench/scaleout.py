@@ -36,14 +36,16 @@ TARGET = 1.3
 TITLE = "Scale-out: the system as separate processes on PostgreSQL"
 
 
-def load(bases: list[str], accounts: list[str], count: int) -> dict[str, Any]:
+def load(
+    bases: list[str], accounts: list[str], count: int, warmup: int = 50
+) -> dict[str, Any]:
     """A warm-up, then `count` transfers and the sentinel; their figures."""
     config: dict[str, Any] = {
         "mode": "transfers",
         "base": bases[0],
         "bases": bases,
         "accounts": accounts,
-        "count": 50,
+        "count": warmup,
         "concurrency": CONCURRENCY,
         "sentinel": True,
     }
@@ -58,19 +60,21 @@ def load(bases: list[str], accounts: list[str], count: int) -> dict[str, Any]:
     return answer
 
 
-def single_process(workdir: Path, count: int) -> dict[str, Any]:
+def single_process(workdir: Path, count: int, warmup: int) -> dict[str, Any]:
     """`serve` with everything in one process on PostgreSQL."""
     with postgres_env() as env, _net.bank_server(workdir, env, name="single") as base:
-        return load([base], open_funded_accounts(base), count)
+        return load([base], open_funded_accounts(base), count, warmup)
 
 
-def distributed(workdir: Path, count: int, web_processes: int) -> dict[str, Any]:
+def distributed(
+    workdir: Path, count: int, warmup: int, web_processes: int
+) -> dict[str, Any]:
     """init-db, three workers and web processes; waits for zero lag at the end."""
     with (
         postgres_env() as env,
         _net.distributed_system(workdir, env, web_processes=web_processes) as bases,
     ):
-        answer = load(bases, open_funded_accounts(bases[0]), count)
+        answer = load(bases, open_funded_accounts(bases[0]), count, warmup)
         _net.wait_for_no_lag(env, timeout=120)
         return answer
 
@@ -85,11 +89,12 @@ def run(options: Options) -> Result:
     elif not _net.distributed_available():
         notes.append("Not run: this checkout has no `bankaccounts worker`/`init-db`.")
     else:
-        count = options.size(1000, 200)
+        count = options.size(400, 100)
+        warmup = options.size(50, 20)
         workdir = options.workdir
         workdir.mkdir(parents=True, exist_ok=True)
         options.progress(f"scaleout: single process, {count} transfers")
-        single = single_process(workdir / "single", count)
+        single = single_process(workdir / "single", count, warmup)
         limit = single["finished_rate"]
         options.progress(f"scaleout: single process: {limit:.1f} transfers/s")
         labels = ["single process"]
@@ -97,7 +102,7 @@ def run(options: Options) -> Result:
         for web in (1, 2):
             options.progress(f"scaleout: distributed, {web} web, {count} transfers")
             (workdir / f"web{web}").mkdir(exist_ok=True)
-            answer = distributed(workdir / f"web{web}", count, web)
+            answer = distributed(workdir / f"web{web}", count, warmup, web)
             figure = answer["finished_rate"]
             options.progress(
                 f"scaleout: distributed, {web} web: {figure:.1f} transfers/s "
@@ -126,7 +131,8 @@ def run(options: Options) -> Result:
             Row("PostgreSQL, single process: POST p99 latency", single["p99_ms"], "ms")
         )
         notes.append(
-            f"{count} transfers per deployment, 16 in flight, after 50 to warm up; "
+            f"{count} transfers per deployment, 16 in flight, after {warmup} to warm "
+            "up; "
             "every deployment ended with `bankaccounts status` at lag zero."
         )
         chart = Chart(
