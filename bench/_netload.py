@@ -23,6 +23,8 @@ from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
+IDLE = 2.0  # seconds; uvicorn closes keep-alive connections idle for 5
+
 
 class Connection:
     """One keep-alive HTTP/1.1 connection."""
@@ -33,6 +35,7 @@ class Connection:
         self.port = port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.used = 0.0  # when the last answer came
 
     async def open(self) -> None:
         """Connects."""
@@ -44,6 +47,8 @@ class Connection:
         self, method: str, path: str, body: bytes | None = None
     ) -> tuple[int, bytes]:
         """Sends one request; returns the status and the body."""
+        if time.monotonic() - self.used > IDLE:
+            await self.close()  # the server may be closing it (keep-alive timeout)
         if self.writer is None or self.reader is None:
             await self.open()
         assert self.writer is not None
@@ -65,6 +70,7 @@ class Connection:
             payload = await self._chunked()
         else:
             payload = b""
+        self.used = time.monotonic()
         if fields.get("connection", "").lower() == "close":
             await self.close()
         return status, payload
@@ -128,8 +134,6 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     connections = [
         Connection(*addresses[index % len(addresses)]) for index in range(concurrency)
     ]
-    for connection in connections:
-        await connection.open()
     start = time.time()
     clock_start = time.perf_counter()
 
