@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -17,9 +17,27 @@ from bankaccounts.validation import ZERO, to_limit, to_money
 
 if TYPE_CHECKING:
     from datetime import datetime
+    from typing import Self
 
 
-class BankAccount(Aggregate):
+class ValueCopy:
+    """Aggregates whose attributes are immutable values, or lists of them, copy fast.
+
+    The library's aggregate cache hands out a deep copy on every read, so that a
+    command which fails half-way never spoils the cached aggregate. A generic
+    deepcopy of an account takes about 100 microseconds; this takes about 2.
+    """
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        clone = object.__new__(type(self))
+        clone.__dict__.update(
+            (key, list(value) if isinstance(value, list) else value)
+            for key, value in self.__dict__.items()
+        )
+        return clone
+
+
+class BankAccount(ValueCopy, Aggregate):
     """An account with a balance, an overdraft limit and a history of transactions."""
 
     @event("Opened")
@@ -92,7 +110,7 @@ class BankAccount(Aggregate):
             raise InsufficientFundsError(self.id)
 
 
-class RejectedTransaction(Aggregate):
+class RejectedTransaction(ValueCopy, Aggregate):
     """A transaction refused before it reached an account (an unknown account id)."""
 
     @staticmethod

@@ -9,6 +9,7 @@ from uuid import UUID
 from eventsourcing.application import Application, Repository
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 from eventsourcing.popo import POPOFactory
+from eventsourcing.sqlite import SQLiteFactory
 
 from bankaccounts.exceptions import (
     AccountClosedError,
@@ -50,12 +51,15 @@ TRANSACTION_ERROR_TYPES: tuple[type[TransactionError], ...] = (
 class BankApplication(Application[UUID]):
     """An application with a bounded aggregate cache and the bank's transcodings.
 
-    The cache keeps the cost of an operation flat as an account's history grows; in
-    memory (POPO) nothing else can write, so the cached aggregate is current and is
-    not fast-forwarded with a scan of its events.
+    The cache keeps the cost of an operation flat as an account's history grows. In
+    memory (POPO) and in the embedded server's SQLite files, one process is the only
+    writer, so the cached aggregate is current and is not fast-forwarded with a query
+    for newer events on every read (set AGGREGATE_CACHE_FASTFORWARD=y to have it). In
+    PostgreSQL several processes may write, and the library's default (on) stands.
     """
 
     env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "10000"}
+    log_section_size = 500  # a follower may pull up to this many events at a time
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Adds the transaction errors to the library's transcodings."""
@@ -64,9 +68,10 @@ class BankApplication(Application[UUID]):
             transcoder.register(TransactionErrorAsDict(error_type))
 
     def construct_repository(self) -> Repository[UUID]:
-        """Turns off fast-forwarding in memory, where the cache is the only writer."""
+        """Turns off fast-forwarding where this process is the only writer."""
         repository = super().construct_repository()
-        if isinstance(self.factory, POPOFactory):
+        single_writer = isinstance(self.factory, POPOFactory | SQLiteFactory)
+        if single_writer and not self.env.get(self.AGGREGATE_CACHE_FASTFORWARD):
             repository.fastforward = False
         return repository
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID, uuid4
@@ -319,3 +320,26 @@ class TestStorage:
                 assert str(other.get_balance(account_id)) == "1.00"
             finally:
                 other.close()
+
+
+def test_a_deep_copy_of_an_account_is_independent() -> None:
+    account = BankAccount(name="Alice")
+    account.append_transaction(Decimal("10.00"))
+    account.collect_events()
+
+    clone = copy.deepcopy(account)
+    clone.append_transaction(Decimal("5.00"))
+    clone.close()
+
+    assert (account.balance, account.version, account.is_closed) == (
+        Decimal("10.00"),
+        2,
+        False,
+    )
+    assert account.collect_events() == []
+    assert (clone.balance, clone.version, clone.is_closed) == (
+        Decimal("15.00"),
+        4,
+        True,
+    )
+    assert len(clone.collect_events()) == 2

@@ -48,6 +48,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 ACCOUNTS = 20
 OPERATIONS = int(os.environ.get("BANKACCOUNTS_FAULT_OPERATIONS", "1200"))
 MIN_KILLS = 10
+MIN_KILLS_EACH = 3  # of each worker
 MIN_TERMINATIONS = 5
 CLIENT_THREADS = 4
 REQUEST_ATTEMPTS = 30
@@ -189,11 +190,15 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
             while not (
                 load_done.is_set()
                 and sum(kills.values()) >= MIN_KILLS
+                and min(kills[name] for name in WORKERS) >= MIN_KILLS_EACH
                 and len(terminated_connections) >= MIN_TERMINATIONS
             ):
                 load_done.wait(chaos_rng.uniform(0.2, 1.2))  # a random moment
                 if chaos_rng.random() < 0.65:
-                    name = chaos_rng.choice(WORKERS)
+                    # A random worker, or the one killed least so far.
+                    name = chaos_rng.choice(
+                        [*WORKERS, min(WORKERS, key=lambda n: kills[n])]
+                    )
                     cluster.kill(name)
                     kills[name] += 1
                     cluster.start(name)
@@ -216,6 +221,7 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
     load_seconds = time.monotonic() - started
     assert not chaos_errors, chaos_errors
     assert sum(kills.values()) >= MIN_KILLS
+    assert min(kills[name] for name in WORKERS) >= MIN_KILLS_EACH
     assert len(terminated_connections) >= MIN_TERMINATIONS
 
     table = wait_until_quiet(cluster, timeout=300)

@@ -9,6 +9,7 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import IntegrityError
 
+from bankaccounts.domainmodel import ValueCopy
 from bankaccounts.exceptions import CommandConflictError, InvalidTransferError
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.validation import to_account_id, to_amount
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
 
-class Command(Aggregate):
+class Command(ValueCopy, Aggregate):
     """A client's request; its id is the id of the saga that carries it out."""
 
     def arguments(self) -> dict[str, Any]:

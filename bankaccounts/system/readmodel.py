@@ -122,6 +122,26 @@ class ViewChanges:
         """True if anything changes."""
         return bool(self.accounts or self.transactions or self.feed)
 
+    def extend(self, other: ViewChanges) -> None:
+        """Adds the changes of a later event (a later row replaces an earlier one)."""
+        self.accounts.extend(other.accounts)
+        self.transactions.extend(other.transactions)
+        self.feed.extend(other.feed)
+
+    def get_account(self, account_id: UUID) -> AccountView | None:
+        """The account as these changes leave it, or None if they don't touch it."""
+        for account in reversed(self.accounts):
+            if account.id == account_id:
+                return account
+        return None
+
+    def get_transaction(self, transaction_id: UUID) -> TransactionView | None:
+        """The transaction as these changes leave it, or None if untouched."""
+        for transaction in reversed(self.transactions):
+            if transaction.id == transaction_id:
+                return transaction
+        return None
+
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)

@@ -11,7 +11,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import get_topic
 
-from bankaccounts.domainmodel import BankAccount, RejectedTransaction
+from bankaccounts.domainmodel import BankAccount, RejectedTransaction, ValueCopy
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.commands import (
     DepositFundsCommand,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from bankaccounts.exceptions import TransactionError
 
 
-class Saga(Aggregate):
+class Saga(ValueCopy, Aggregate):
     """A transaction in progress: it ends succeeded, or errored with the reasons."""
 
     has_succeeded: bool = False

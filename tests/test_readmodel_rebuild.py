@@ -1,0 +1,114 @@
+"""Rebuilding the read model from the stored events: a page of events per commit.
+
+A second interface application follows the same Accounts and Sagas from scratch and
+must end with the same accounts, transactions and feed as the one that followed them
+live, event by event, in every store.
+"""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from eventsourcing.system import SingleThreadedRunner
+
+from bankaccounts.system.accounts import Accounts
+from bankaccounts.system.commands import Commands
+from bankaccounts.system.definition import BankAccountSystem
+from bankaccounts.system.interface import InterfaceApplication
+from bankaccounts.system.sagas import Sagas
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+    from eventsourcing.persistence import Recording
+
+
+class RebuiltInterface(InterfaceApplication):
+    """The same read model, in tables (or a file) of its own."""
+
+    name = "Rebuilt"
+
+
+@pytest.fixture
+def runner(persistence_env: dict[str, str]) -> Iterator[SingleThreadedRunner[Any]]:
+    runner = SingleThreadedRunner(BankAccountSystem(), env=persistence_env)
+    runner.start()
+    yield runner
+    runner.stop()
+
+
+def rebuilt_env(persistence_env: dict[str, str], tmp_path: Path) -> dict[str, str]:
+    env = dict(persistence_env)
+    if env["PERSISTENCE_MODULE"] == "eventsourcing.sqlite":
+        env["REBUILT_SQLITE_DBNAME"] = str(tmp_path / "rebuilt.sqlite")
+    return env
+
+
+def test_a_rebuild_commits_a_page_at_a_time_and_ends_where_the_live_view_is(
+    runner: SingleThreadedRunner[Any],
+    persistence_env: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    commands = runner.get(Commands)
+    accounts = runner.get(Accounts)
+    names = ["Alice", "Bob", "Carol"]
+    ids = [accounts.create_account(name) for name in names]
+    for number in range(40):
+        commands.deposit_funds(ids[number % 3], Decimal("10.00"))
+        commands.transfer_funds(ids[number % 3], ids[(number + 1) % 3], Decimal("7"))
+        commands.withdraw_funds(ids[number % 3], Decimal("4.50"))
+    accounts.close_account(ids[2])
+    commands.transfer_funds(ids[0], ids[2], Decimal("1.00"))  # refunded
+    commands.withdraw_funds(ids[1], Decimal("1000.00"))  # insufficient funds
+    live = runner.get(InterfaceApplication).view
+
+    rebuilt = RebuiltInterface(rebuilt_env(persistence_env, tmp_path))
+    commits: list[int] = []
+    record = rebuilt._record
+
+    def counting_record(processing_event: Any) -> list[Recording[Any]]:
+        commits.append(len(processing_event.saved_kwargs["view_changes"].feed))
+        return record(processing_event)
+
+    rebuilt._record = counting_record  # type: ignore[method-assign]
+    try:
+        rebuilt.follow(accounts.name, accounts.notification_log)
+        sagas = runner.get(Sagas)
+        rebuilt.follow(sagas.name, sagas.notification_log)
+        rebuilt.pull_and_process(accounts.name)
+        rebuilt.pull_and_process(sagas.name)
+
+        view = rebuilt.view
+        assert view.list_accounts() == live.list_accounts()
+        assert view.list_transactions(limit=500) == live.list_transactions(limit=500)
+        assert len(view.list_transactions(limit=500)) == 122
+        # The live feed's messages, in another order: Accounts' events first.
+        live_feed = [m.to_json() for m in live.select_feed(0, limit=10_000)]
+        rebuilt_feed = [m.to_json() for m in view.select_feed(0, limit=10_000)]
+        assert without_positions(rebuilt_feed) == without_positions(live_feed)
+        assert [m["position"] for m in rebuilt_feed] == list(
+            range(1, len(rebuilt_feed) + 1)
+        )
+        # A page of up to 500 events is one commit; the live view took one each.
+        accounts_events = accounts.recorder.max_notification_id()
+        assert accounts_events is not None
+        assert len(commits) <= 2 + accounts_events // 500 + 1
+        assert max(commits) > 100
+        # The error message names the account from the same page's Opened event.
+        errors = [m for m in rebuilt_feed if m["type"] == "error_recorded"]
+        assert errors[-1]["error"] == "Insufficient funds in Bob's account"
+        assert rebuilt.recorder.max_tracking_id(accounts.name) == accounts_events
+    finally:
+        rebuilt.close()
+
+
+def without_positions(feed: list[dict[str, Any]]) -> list[str]:
+    """The messages without their positions, sorted: what, not where."""
+    return sorted(
+        json.dumps({k: v for k, v in m.items() if k != "position"}, sort_keys=True)
+        for m in feed
+    )
