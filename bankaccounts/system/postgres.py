@@ -107,8 +107,10 @@ class PostgresReadModelRecorder(PostgresProcessRecorder, ReadModelRecorder):
         changes: ViewChanges | None = kwargs.get("view_changes")
         if not changes:
             return
-        for a in changes.accounts:
-            curs.execute(
+        # One statement per table for the whole page of events (psycopg pipelines
+        # executemany), not one round trip per row.
+        if changes.accounts:
+            curs.executemany(
                 self._sql(
                     f"INSERT INTO {{schema}}.{{accounts}} ({ACCOUNT_COLUMNS}) "
                     "VALUES (%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE SET "
@@ -116,49 +118,58 @@ class PostgresReadModelRecorder(PostgresProcessRecorder, ReadModelRecorder):
                     "overdraft_limit=EXCLUDED.overdraft_limit, "
                     "is_closed=EXCLUDED.is_closed, updated_at=EXCLUDED.updated_at"
                 ),
-                (
-                    a.id,
-                    a.name,
-                    a.balance,
-                    a.overdraft_limit,
-                    a.is_closed,
-                    a.opened_at,
-                    a.updated_at,
-                ),
+                [
+                    (
+                        a.id,
+                        a.name,
+                        a.balance,
+                        a.overdraft_limit,
+                        a.is_closed,
+                        a.opened_at,
+                        a.updated_at,
+                    )
+                    for a in changes.accounts
+                ],
             )
-        for t in changes.transactions:
-            curs.execute(
+        if changes.transactions:
+            curs.executemany(
                 self._sql(
                     f"INSERT INTO {{schema}}.{{transactions}} ({TRANSACTION_COLUMNS}) "
                     "VALUES (%s,%s,%s,%s,%s,%s,%s,%s,%s) ON CONFLICT (id) DO UPDATE "
                     "SET status=EXCLUDED.status, error=EXCLUDED.error, "
                     "updated_at=EXCLUDED.updated_at"
                 ),
-                (
-                    t.id,
-                    t.kind,
-                    t.debit_account_id,
-                    t.credit_account_id,
-                    t.amount,
-                    t.status,
-                    t.error,
-                    t.created_at,
-                    t.updated_at,
-                ),
+                [
+                    (
+                        t.id,
+                        t.kind,
+                        t.debit_account_id,
+                        t.credit_account_id,
+                        t.amount,
+                        t.status,
+                        t.error,
+                        t.created_at,
+                        t.updated_at,
+                    )
+                    for t in changes.transactions
+                ],
             )
-        for message in changes.feed:
+        if changes.feed:
+            # One insert for all the messages; positions come back in their order.
             curs.execute(
                 self._sql(
-                    "INSERT INTO {schema}.{feed} (message) VALUES (%s) "
-                    "RETURNING position"
+                    "INSERT INTO {schema}.{feed} (message) "
+                    "SELECT m FROM unnest(%s::text[]) WITH ORDINALITY AS t(m, i) "
+                    "ORDER BY i RETURNING position"
                 ),
-                (message.encode(),),
+                ([message.encode() for message in changes.feed],),
             )
-            row = curs.fetchone()
-            if row is None:  # pragma: no cover (RETURNING always gives a row)
-                msg = "feed insert returned no position"
+            positions = sorted(int(row["position"]) for row in curs.fetchall())
+            if len(positions) != len(changes.feed):  # pragma: no cover
+                msg = "feed insert returned the wrong number of positions"
                 raise RuntimeError(msg)
-            message.position = int(row["position"])
+            for message, position in zip(changes.feed, positions, strict=True):
+                message.position = position
         if changes.feed:
             # Delivered when this transaction commits: web processes wake and read.
             curs.execute(SQL("NOTIFY {0}").format(Identifier(self.feed_channel)))

@@ -112,35 +112,57 @@ class FeedMessage:
 
 @dataclass
 class ViewChanges:
-    """What one processed event changes in the read model."""
+    """What one processed event, or a page of them, changes in the read model.
+
+    Accounts and transactions hold one row each, as the changes leave them; the feed
+    holds every message, in order.
+    """
 
     accounts: list[AccountView] = field(default_factory=list)
     transactions: list[TransactionView] = field(default_factory=list)
     feed: list[FeedMessage] = field(default_factory=list)
+    _indexes: dict[int, dict[UUID, int]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def __bool__(self) -> bool:
         """True if anything changes."""
         return bool(self.accounts or self.transactions or self.feed)
 
     def extend(self, other: ViewChanges) -> None:
-        """Adds the changes of a later event (a later row replaces an earlier one)."""
-        self.accounts.extend(other.accounts)
-        self.transactions.extend(other.transactions)
+        """Adds the changes of a later event; its rows replace earlier ones."""
+        _replace_rows(self.accounts, self._index(self.accounts), other.accounts)
+        _replace_rows(
+            self.transactions, self._index(self.transactions), other.transactions
+        )
         self.feed.extend(other.feed)
 
     def get_account(self, account_id: UUID) -> AccountView | None:
         """The account as these changes leave it, or None if they don't touch it."""
-        for account in reversed(self.accounts):
-            if account.id == account_id:
-                return account
-        return None
+        index = self._index(self.accounts).get(account_id)
+        return None if index is None else self.accounts[index]
 
     def get_transaction(self, transaction_id: UUID) -> TransactionView | None:
         """The transaction as these changes leave it, or None if untouched."""
-        for transaction in reversed(self.transactions):
-            if transaction.id == transaction_id:
-                return transaction
-        return None
+        index = self._index(self.transactions).get(transaction_id)
+        return None if index is None else self.transactions[index]
+
+    def _index(self, rows: list[Any]) -> dict[UUID, int]:
+        index: dict[UUID, int] = self._indexes.setdefault(id(rows), {})
+        if len(index) != len(rows):
+            index.clear()
+            index.update((row.id, position) for position, row in enumerate(rows))
+        return index
+
+
+def _replace_rows(rows: list[Any], index: dict[UUID, int], new_rows: list[Any]) -> None:
+    for row in new_rows:
+        position = index.get(row.id)
+        if position is None:
+            index[row.id] = len(rows)
+            rows.append(row)
+        else:
+            rows[position] = row
 
 
 def _str_or_none(value: object) -> str | None:
