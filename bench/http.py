@@ -42,7 +42,7 @@ from bench.common import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping
     from pathlib import Path
 
 KEY = "http"
@@ -116,7 +116,7 @@ def commands_only_rate(settings: Mapping[str, str], seconds: float) -> float:
         commands.close()
 
 
-def loop_rate(operation: Any, seconds: float) -> float:
+def loop_rate(operation: Callable[[int], object], seconds: float) -> float:
     """Calls operation(i) for i = 0, 1, ... for about `seconds` after a warm-up."""
     for index in range(10):
         operation(index)
