@@ -1,10 +1,11 @@
 """Runs one process application of the system as a worker of its own.
 
 The worker follows each upstream application through the library's subscriptions
-(PostgreSQL LISTEN/NOTIFY), one projection runner per upstream, all feeding the same
-application instance, whose processing lock puts the events through one at a time.
-Every event is recorded with its tracking record, so a restart resumes exactly where
-the last commit left off. When anything fails (a lost LISTEN connection, a killed
+(PostgreSQL LISTEN/NOTIFY), one projection runner per upstream. The runners' threads
+hand the events, in order, to an inbox; the worker takes whatever has arrived (up to a
+page) and processes it in one transaction with the tracking record of its last event,
+so a burst costs one commit per page, not one per event, and a restart resumes exactly
+where the last commit left off. When anything fails (a lost LISTEN connection, a killed
 pool connection, an unreachable server), the worker closes everything, waits with
 backoff, builds it all again and catches up: no restart of the process is needed.
 """
@@ -12,8 +13,10 @@ backoff, builds it all again and catches up: no restart of the process is needed
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 from contextlib import ExitStack
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from eventsourcing.projection import BaseProjectionRunner
@@ -23,11 +26,53 @@ from bankaccounts.system.definition import BankAccountSystem
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from eventsourcing.system import ProcessApplication
+    from eventsourcing.domain import DomainEventProtocol
+    from eventsourcing.persistence import Tracking
+
+    from bankaccounts.system.batching import BatchProcessApplication, Job
 
 logger = logging.getLogger("bankaccounts.worker")
 
 WORKER_NAMES = {"sagas": "Sagas", "accounts": "Accounts", "interface": "Interface"}
+PAGE_SIZE = 500  # the most events processed in one transaction
+
+
+class Inbox:
+    """Takes events from the runners' threads, in order, for the worker to process.
+
+    It stands where the runners expect a projection. Bounded: a runner waits while
+    the worker is a page or two behind. Once closed, it drops what it is given: those
+    events were not processed, so the next start reads them again.
+    """
+
+    def __init__(self, size: int = 2 * PAGE_SIZE) -> None:
+        """An empty inbox."""
+        self.jobs: queue.Queue[Job] = queue.Queue(maxsize=size)
+        self.closed = threading.Event()
+
+    def process_event(
+        self, domain_event: DomainEventProtocol[Any], tracking: Tracking
+    ) -> None:
+        """Called by a runner's thread for each event, in order."""
+        while not self.closed.is_set():
+            try:
+                self.jobs.put((domain_event, tracking), timeout=0.2)
+            except queue.Full:
+                continue
+            return
+
+    def take(self, timeout: float, limit: int = PAGE_SIZE) -> list[Job]:
+        """What has arrived (waiting up to timeout for the first), up to limit."""
+        try:
+            jobs = [self.jobs.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while len(jobs) < limit:
+            try:
+                jobs.append(self.jobs.get_nowait())
+            except queue.Empty:
+                break
+        return jobs
 
 
 class Worker:
@@ -54,7 +99,7 @@ class Worker:
         self.max_retry_delay = max_retry_delay
         self.stopping = threading.Event()
         self.started = threading.Event()  # set while following, cleared on failure
-        self.app: ProcessApplication[Any] | None = None
+        self.app: BatchProcessApplication | None = None
         self.reconnects = 0
 
     def stop(self) -> None:
@@ -87,17 +132,19 @@ class Worker:
         logger.info("%s: stopped", self.name)
 
     def _follow(self, *, reconnecting: bool) -> None:
-        app = self.follower_class(env=self.env)
-        self.app = app  # type: ignore[assignment]
+        app: Any = self.follower_class(env=self.env)
+        self.app = app
+        inbox = Inbox()
         with ExitStack() as stack:
             stack.callback(app.close)
+            stack.callback(inbox.closed.set)
             runners: list[BaseProjectionRunner[Any]] = [
                 stack.enter_context(
                     BaseProjectionRunner(
-                        projection=app,  # type: ignore[arg-type]
+                        projection=inbox,  # type: ignore[arg-type]
                         application_class=leader_class,
-                        tracking_recorder=app.recorder,  # type: ignore[arg-type]
-                        topics=app.topics,  # type: ignore[attr-defined]
+                        tracking_recorder=app.recorder,
+                        topics=app.topics,
                         env=self.env,
                     )
                 )
@@ -115,7 +162,11 @@ class Worker:
             while not self.stopping.is_set():
                 if any(runner.is_interrupted.is_set() for runner in runners):
                     break  # a runner failed: leaving the block raises its error
-                self.stopping.wait(0.2)
+                jobs = inbox.take(timeout=0.2)
+                # A page holds events of one upstream: one tracking record each.
+                for _, page in groupby(jobs, key=lambda job: job[1].application_name):
+                    app.process_events(list(page))
+            inbox.closed.set()
             for runner in runners:
                 runner.stop()
             if self.stopping.is_set():

@@ -1,4 +1,4 @@
-"""Rebuilding the read model from the stored events: a page of events per commit.
+"""Processing a page of events per commit: rebuilding the read model, catching up.
 
 A second interface application follows the same Accounts and Sagas from scratch and
 must end with the same accounts, transactions and feed as the one that followed them
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import pytest
 from eventsourcing.system import SingleThreadedRunner
@@ -112,3 +113,52 @@ def without_positions(feed: list[dict[str, Any]]) -> list[str]:
         json.dumps({k: v for k, v in m.items() if k != "position"}, sort_keys=True)
         for m in feed
     )
+
+
+def test_a_page_of_events_changing_one_account_again_and_again_is_one_commit(
+    persistence_env: dict[str, str],
+) -> None:
+    """Accounts and Sagas read what earlier events of the same page changed."""
+    commands = Commands(persistence_env)
+    sagas = Sagas(persistence_env)
+    accounts = Accounts(persistence_env)
+    try:
+        sagas.follow(commands.name, commands.notification_log)
+        sagas.follow(accounts.name, accounts.notification_log)
+        accounts.follow(sagas.name, sagas.notification_log)
+        alice = accounts.create_account("Alice")
+        deposits = [commands.deposit_funds(alice, Decimal("10.00")) for _ in range(30)]
+        withdrawal = commands.withdraw_funds(alice, Decimal("301.00"))
+        transfer = commands.transfer_funds(alice, uuid4(), Decimal("5.00"))
+        commits = count_records(sagas), count_records(accounts)
+
+        sagas.pull_and_process(commands.name)  # one page: 32 sagas started
+        accounts.pull_and_process(sagas.name)  # one page: 32 requests
+        sagas.pull_and_process(accounts.name)  # one page: 32 outcomes
+        for _ in range(3):  # the transfer: credit (rejected), refund, end
+            accounts.pull_and_process(sagas.name)
+            sagas.pull_and_process(accounts.name)
+
+        assert accounts.get_balance(alice) == Decimal("300.00")
+        assert all(sagas.get_saga(d).has_succeeded for d in deposits)
+        assert sagas.get_saga(withdrawal).has_errored
+        assert sagas.get_saga(transfer).has_errored
+        # A commit per page, not per event: sagas, outcomes, the refund, the end.
+        assert len(commits[0]) == 4
+        assert len(commits[1]) == 3  # requests, the credit, the refund
+    finally:
+        for app in (commands, sagas, accounts):
+            app.close()
+
+
+def count_records(app: Any) -> list[int]:
+    """Counts the application's commits (calls of _record) in a list, one per page."""
+    commits: list[int] = []
+    record = app._record
+
+    def counting(processing_event: Any) -> Any:
+        commits.append(1)
+        return record(processing_event)
+
+    app._record = counting
+    return commits

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import threading
 from typing import TYPE_CHECKING, Any
-from uuid import UUID
 
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import get_topic
 
 from bankaccounts.accountapplication import AccountApplication, retry_on_conflict
 from bankaccounts.domainmodel import RejectedTransaction
 from bankaccounts.exceptions import AccountNotFoundError, TransactionError
+from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.sagas import (
     DepositFundsSaga,
     RefundFundsSaga,
@@ -22,15 +21,19 @@ from bankaccounts.system.sagas import (
 
 if TYPE_CHECKING:
     import contextlib
+    from collections.abc import Sequence
     from decimal import Decimal
+    from uuid import UUID
 
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
     from eventsourcing.persistence import Tracking
     from eventsourcing.utils import EnvType
 
+    from bankaccounts.system.batching import Job
 
-class Accounts(AccountApplication, ProcessApplication[UUID]):
+
+class Accounts(AccountApplication, BatchProcessApplication):
     """Keeps the bank accounts and applies saga transactions to them."""
 
     topics = tuple(
@@ -59,6 +62,11 @@ class Accounts(AccountApplication, ProcessApplication[UUID]):
         """Processes again if a client write in another process took the version."""
         process = super().process_event
         retry_on_conflict(lambda: process(domain_event, tracking))
+
+    def process_events(self, jobs: Sequence[Job]) -> None:
+        """Processes a page again if a client write elsewhere took a version."""
+        process = super().process_events
+        retry_on_conflict(lambda: process(jobs))
 
     @singledispatchmethod
     def policy(
@@ -116,7 +124,9 @@ class Accounts(AccountApplication, ProcessApplication[UUID]):
         is_refund: bool = False,
     ) -> None:
         try:
-            account = self.get_account(account_id)
+            account = self.collected(processing_event, account_id) or self.get_account(
+                account_id
+            )
         except AccountNotFoundError as error:
             rejection = RejectedTransaction(
                 transaction_id=transaction_id, account_id=account_id, error=error

@@ -6,13 +6,10 @@ import logging
 import threading
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
-from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.popo import POPOFactory
 from eventsourcing.sqlite import SQLiteFactory
-from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount
@@ -23,6 +20,7 @@ from bankaccounts.exceptions import (
     TransactionError,
 )
 from bankaccounts.infrastructure import BankApplication
+from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.readmodel import (
     AccountView,
     FeedMessage,
@@ -42,9 +40,11 @@ from bankaccounts.validation import ZERO
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from uuid import UUID
 
+    from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
-    from eventsourcing.persistence import Recording, Tracking
+    from eventsourcing.persistence import Recording
 
     from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
 
@@ -74,18 +74,16 @@ def _topics() -> tuple[str, ...]:
     return tuple(get_topic(cls) for cls in [*account_events, *saga_events])
 
 
-class InterfaceApplication(BankApplication, ProcessApplication[UUID]):
+class InterfaceApplication(BankApplication, BatchProcessApplication):
     """Keeps what clients see (accounts, transactions) and pushes every change.
 
-    When it pulls (the library's runners, a rebuild), each page of up to
-    pull_section_size events is written in one transaction with the tracking record
-    of its last event; the view is still exactly-once, and catching up costs one
-    commit per page instead of one per event.
+    A page of events is written in one transaction with the tracking record of its
+    last event (see BatchProcessApplication); the view is still exactly-once, and
+    catching up costs one commit per page instead of one per event.
     """
 
     name = "Interface"
     topics = _topics()
-    pull_section_size = 500
 
     def __init__(self, env: Any = None) -> None:
         """Starts with no feed listeners."""
@@ -139,32 +137,6 @@ class InterfaceApplication(BankApplication, ProcessApplication[UUID]):
                     self._listeners.remove(listener)
 
         return remove
-
-    def pull_and_process(
-        self, leader_name: str, start: int | None = None, stop: int | None = None
-    ) -> None:
-        """Pulls new events of the leader and processes each page in one commit."""
-        if start is None:
-            start = self.recorder.max_tracking_id(leader_name)
-        for notifications in self.pull_notifications(
-            leader_name, start=start, stop=stop, inclusive_of_start=False
-        ):
-            jobs = self.convert_notifications(
-                leader_name, self.filter_received_notifications(notifications)
-            )
-            if jobs:
-                self.process_events(jobs)
-
-    def process_events(
-        self, jobs: Sequence[tuple[DomainEventProtocol[UUID], Tracking]]
-    ) -> None:
-        """Processes events in order, recording them with the last one's tracking."""
-        with self.processing_lock:
-            processing_event = ProcessingEvent[UUID](tracking=jobs[-1][1])
-            for domain_event, _ in jobs:
-                self.policy(domain_event, processing_event)
-            recordings = self._record(processing_event)
-            self._notify(recordings)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         recordings = super()._record(processing_event)

@@ -8,11 +8,11 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, event
-from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount, RejectedTransaction, ValueCopy
 from bankaccounts.infrastructure import BankApplication
+from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import (
     DepositFundsCommand,
     TransferFundsCommand,
@@ -159,7 +159,7 @@ class TransferFundsSaga(Saga):
         self.refund_id = refund_id
 
 
-class Sagas(BankApplication, ProcessApplication[UUID]):
+class Sagas(BankApplication, BatchProcessApplication):
     """Turns commands into sagas and moves each saga on as Accounts reports back."""
 
     topics = tuple(
@@ -216,13 +216,16 @@ class Sagas(BankApplication, ProcessApplication[UUID]):
 
     @policy.register(BankAccount.TransactionAppended)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        saga = self._find_saga(domain_event.transaction_id)
+        saga = self._find_saga(domain_event.transaction_id, processing_event)
         if saga is None or saga.is_finished:
             return
         started = saga.on_transaction_appended(domain_event.originator_id)
         processing_event.collect_events(saga, *started)
         if isinstance(saga, RefundFundsSaga) and saga.has_succeeded:
-            transfer = cast("TransferFundsSaga", self.get_saga(saga.transfer_id))
+            transfer = cast(
+                "TransferFundsSaga",
+                self._find_saga(saga.transfer_id, processing_event),
+            )
             transfer.on_refunded()
             processing_event.collect_events(transfer)
 
@@ -251,19 +254,27 @@ class Sagas(BankApplication, ProcessApplication[UUID]):
         error: TransactionError,
         processing_event: ProcessingEvent[UUID],
     ) -> None:
-        saga = self._find_saga(transaction_id)
+        saga = self._find_saga(transaction_id, processing_event)
         if saga is None or saga.is_finished:
             return
         started = saga.on_transaction_failed(account_id, error)
         processing_event.collect_events(saga, *started)
         if isinstance(saga, RefundFundsSaga):
-            transfer = cast("TransferFundsSaga", self.get_saga(saga.transfer_id))
+            transfer = cast(
+                "TransferFundsSaga",
+                self._find_saga(saga.transfer_id, processing_event),
+            )
             transfer.on_refunded()
             processing_event.collect_events(transfer)
 
-    def _find_saga(self, transaction_id: UUID | None) -> Saga | None:
+    def _find_saga(
+        self, transaction_id: UUID | None, processing_event: ProcessingEvent[UUID]
+    ) -> Saga | None:
         if transaction_id is None:
             return None
+        saga: Saga | None = self.collected(processing_event, transaction_id)
+        if saga is not None:
+            return saga
         try:
             return self.get_saga(transaction_id)
         except AggregateNotFoundError:
