@@ -178,3 +178,18 @@ def timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
+
+
+def cpu_times() -> tuple[float, float]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    with open("/proc/stat") as stat:
+        fields = [float(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0.0)  # idle + iowait
+    total = sum(fields[:8])
+    return total - idle, total
+
+
+def cpu_busy_since(before: tuple[float, float]) -> float:
+    """The fraction of the machine's cores busy since before (0 to 1)."""
+    busy, total = cpu_times()
+    return (busy - before[0]) / max(total - before[1], 1.0)
