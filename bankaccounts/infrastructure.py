@@ -6,7 +6,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application, Repository
+from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import JSONTranscoder, Transcoding
 from eventsourcing.popo import POPOFactory
 from eventsourcing.sqlite import SQLiteFactory
@@ -66,6 +67,28 @@ class BankApplication(Application[UUID]):
         super().register_transcodings(transcoder)
         for error_type in TRANSACTION_ERROR_TYPES:
             transcoder.register(TransactionErrorAsDict(error_type))
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshots an aggregate from memory when it is at the snapshot's version.
+
+        The library rebuilds the aggregate from the store for each snapshot, which
+        costs a read of up to a snapshot interval of events (in POPO, a scan of the
+        whole store): a third of a transfer's time in memory. The aggregate that was
+        just recorded is that state already. Otherwise (it moved on within the same
+        page of events) the library's way is used.
+        """
+        if not (self.snapshots and self.snapshotting_intervals):
+            return
+        for event in processing_event.events:
+            aggregate: Any = processing_event.aggregates.get(event.originator_id)
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None or event.originator_version % interval:
+                continue
+            if aggregate.version == event.originator_version:
+                snapshot_class = getattr(type(aggregate), "Snapshot", Snapshot)
+                self.snapshots.put([snapshot_class.take(aggregate)])
+            else:
+                self.take_snapshot(event.originator_id, event.originator_version)
 
     def construct_repository(self) -> Repository[UUID]:
         """Turns off fast-forwarding where this process is the only writer."""

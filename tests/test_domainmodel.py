@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.application import project_aggregate
 
 from bankaccounts.domainmodel import BankAccount, RejectedTransaction
 from bankaccounts.exceptions import (
@@ -313,7 +314,13 @@ class TestStorage:
         app.withdraw_funds(account_id, "0.20")
         assert app.get_balance(account_id) == Decimal("1.00")
         assert app.snapshots is not None
-        assert list(app.snapshots.get(account_id))
+        (snapshot,) = app.snapshots.get(account_id)
+        assert snapshot.originator_version == 100
+        # Taken from the account in memory: the same as replaying its events.
+        from_snapshot = snapshot.mutate(None)
+        replayed = project_aggregate(None, app.events.get(account_id, lte=100))
+        assert replayed is not None
+        assert from_snapshot.__dict__ == replayed.__dict__
         if persistence_env.get("PERSISTENCE_MODULE") != "eventsourcing.popo":
             other = SimpleBankAccountApplication(env=persistence_env)
             try:
