@@ -187,6 +187,27 @@ def save_rate(store: str, seconds: float, workdir: Path) -> float:
             app.close()
 
 
+def save_pair_rate(store: str, seconds: float, workdir: Path) -> float:
+    """Application.save() of two new events on two aggregates in one call, per s.
+
+    What an atomic transfer must write at the least, with nothing else around it.
+    """
+    with store_env(store, workdir, "save2") as env:
+        app: Application = Application(env={**env, "AGGREGATE_CACHE_MAXSIZE": "1000"})
+        try:
+            first, second = Counter(), Counter()
+            app.save(first, second)
+
+            def save_two() -> None:
+                first.increment()
+                second.increment()
+                app.save(first, second)
+
+            return loop_rate(save_two, seconds)
+        finally:
+            app.close()
+
+
 @dataclass
 class Limits:
     """The two limits of one store, measured now."""
