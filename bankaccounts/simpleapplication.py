@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bankaccounts.accountapplication import AccountApplication
+from bankaccounts.accountapplication import AccountApplication, retry_on_conflict
 from bankaccounts.exceptions import InvalidTransferError
 from bankaccounts.validation import to_account_id, to_amount
 
@@ -21,18 +21,26 @@ class SimpleBankAccountApplication(AccountApplication):
     ) -> None:
         """Adds the amount to the account."""
         amount = to_amount(amount)
-        account = self.get_account(credit_account_id)
-        account.append_transaction(amount)
-        self.save(account)
+
+        def write() -> None:
+            account = self.get_account(credit_account_id)
+            account.append_transaction(amount)
+            self.save(account)
+
+        retry_on_conflict(write)
 
     def withdraw_funds(
         self, debit_account_id: UUID, amount: Decimal | str | int
     ) -> None:
         """Takes the amount from the account."""
         amount = to_amount(amount)
-        account = self.get_account(debit_account_id)
-        account.append_transaction(-amount)
-        self.save(account)
+
+        def write() -> None:
+            account = self.get_account(debit_account_id)
+            account.append_transaction(-amount)
+            self.save(account)
+
+        retry_on_conflict(write)
 
     def transfer_funds(
         self,
@@ -45,8 +53,12 @@ class SimpleBankAccountApplication(AccountApplication):
         if to_account_id(debit_account_id) == to_account_id(credit_account_id):
             msg = "a transfer needs two different accounts"
             raise InvalidTransferError(msg)
-        debit_account = self.get_account(debit_account_id)
-        credit_account = self.get_account(credit_account_id)
-        debit_account.append_transaction(-amount)
-        credit_account.append_transaction(amount)
-        self.save(debit_account, credit_account)
+
+        def write() -> None:
+            debit_account = self.get_account(debit_account_id)
+            credit_account = self.get_account(credit_account_id)
+            debit_account.append_transaction(-amount)
+            credit_account.append_transaction(amount)
+            self.save(debit_account, credit_account)
+
+        retry_on_conflict(write)

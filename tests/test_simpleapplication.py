@@ -296,3 +296,42 @@ class TestBadInputRecordsNothing:
             app.transfer_funds(account_id1, account_id2, "100.01")
         with pytest.raises(InsufficientFundsError):
             app.transfer_funds(account_id2, account_id1, "0.01")
+
+
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_two_applications_writing_the_same_accounts_lose_nothing(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """Each caches the accounts; a save on a stale one is refused, then retried."""
+    env: dict[str, str] = request.getfixturevalue(f"{store}_env")
+    first = SimpleBankAccountApplication(env)
+    second = SimpleBankAccountApplication(env)
+    try:
+        alice = first.create_account("Alice")
+        bob = first.create_account("Bob")
+        first.deposit_funds(alice, "100.00")
+        for _ in range(5):
+            second.transfer_funds(alice, bob, "1.00")  # second caches both accounts
+            first.transfer_funds(alice, bob, "2.00")  # first's cache is now stale
+            second.deposit_funds(bob, "0.50")
+            first.withdraw_funds(bob, "0.25")
+        second.set_overdraft_limit(alice, "10.00")
+        first.close_account(bob)
+        with pytest.raises(AccountClosedError):
+            second.deposit_funds(bob, "1.00")
+
+        for app in (first, second):
+            assert app.get_balance(alice) == Decimal("85.00")
+            assert app.get_balance(bob) == Decimal("16.25")
+        fresh = SimpleBankAccountApplication(env)
+        try:
+            assert fresh.get_balance(alice) == Decimal("85.00")
+            assert fresh.get_overdraft_limit(alice) == Decimal("10.00")
+            assert fresh.get_account(bob).is_closed
+        finally:
+            fresh.close()
+    finally:
+        first.close()
+        second.close()
