@@ -68,10 +68,12 @@ def seed_account_events(
     return written
 
 
-def raw_read_rate(
-    app: Application, topics: tuple[str, ...], page: int
+def read_rate(
+    app: Application, topics: tuple[str, ...], page: int, *, decode: bool = False
 ) -> tuple[float, int]:
-    """Notifications/s reading app's whole log in pages; and how many there were."""
+    """Notifications/s reading app's whole log in pages (and decoding each into a
+    domain event with the library's mapper); and how many there were.
+    """
     started = time.perf_counter()
     count = 0
     start = 1
@@ -79,24 +81,9 @@ def raw_read_rate(
         notifications = app.recorder.select_notifications(start, page, topics=topics)
         if not notifications:
             break
-        count += len(notifications)
-        start = notifications[-1].id + 1
-    return rate(count, time.perf_counter() - started), count
-
-
-def decode_rate(
-    app: Application, topics: tuple[str, ...], page: int
-) -> tuple[float, int]:
-    """Domain events/s reading the log in pages and decoding it with the library."""
-    started = time.perf_counter()
-    count = 0
-    start = 1
-    while True:
-        notifications = app.recorder.select_notifications(start, page, topics=topics)
-        if not notifications:
-            break
-        for notification in notifications:
-            app.mapper.to_domain_event(notification)
+        if decode:
+            for notification in notifications:
+                app.mapper.to_domain_event(notification)
         count += len(notifications)
         start = notifications[-1].id + 1
     return rate(count, time.perf_counter() - started), count
@@ -136,9 +123,11 @@ def run(options: Options) -> Result:
                 written = seed_account_events(accounts, sizes[store] // PER_ACCOUNT)
                 took = time.perf_counter() - started
                 options.progress(f"  seeded {written:,} events in {took:.1f} s")
-                raw, read = raw_read_rate(accounts, InterfaceApplication.topics, page)
+                raw, read = read_rate(accounts, InterfaceApplication.topics, page)
                 options.progress(f"  raw read {raw:,.0f} notifications/s ({read:,})")
-                decoded, _ = decode_rate(accounts, InterfaceApplication.topics, page)
+                decoded, _ = read_rate(
+                    accounts, InterfaceApplication.topics, page, decode=True
+                )
                 options.progress(f"  read and decoded {decoded:,.0f} events/s")
                 replay, processed = replay_rate(env, accounts)
                 options.progress(f"  replay {replay:,.0f} events/s ({processed:,})")

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
+    from tests.cluster import Cluster
+
 #: Every application that may be constructed in a test, by its name.
 APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "SimpleBankAccountApplication")
 
@@ -115,3 +117,18 @@ def persistence_env(request: pytest.FixtureRequest) -> dict[str, str]:
         return dict(POPO_ENV)
     env: dict[str, str] = request.getfixturevalue(f"{request.param}_env")
     return env
+
+
+@pytest.fixture
+def cluster(postgres_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
+    """A distributed bank in OS processes: tables made by init-db, workers running."""
+    from tests.cluster import WORKERS, Cluster
+
+    cluster = Cluster(postgres_env, tmp_path)
+    cluster.init_db()
+    try:
+        for name in WORKERS:
+            cluster.add_worker(name)
+        yield cluster
+    finally:
+        cluster.stop_all()

@@ -25,23 +25,21 @@ from tests.cluster import (
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def cluster(postgres_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
-    """Tables made by init-db, and the three workers running."""
-    cluster = Cluster(postgres_env, tmp_path)
-    cluster.init_db()
-    try:
-        for name in WORKERS:
-            cluster.add_worker(name)
-        yield cluster
-    finally:
-        cluster.stop_all()
+def run_cli(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m bankaccounts ARGS` with no PostgreSQL settings, SQLite in data_dir."""
+    return subprocess.run(
+        [sys.executable, "-m", "bankaccounts", *args],
+        env={"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def open_account(url: str, name: str) -> str:
@@ -283,28 +281,13 @@ def test_status_before_init_db_says_what_to_do(
 def test_the_distributed_commands_need_postgres(
     args: list[str], tmp_path: Path
 ) -> None:
-    env = {"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "bankaccounts", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(args, tmp_path)
     assert result.returncode == 2
     assert "PERSISTENCE_MODULE=eventsourcing.postgres" in result.stderr
 
 
 def test_several_web_workers_need_the_distributed_mode(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bankaccounts", "serve", "--workers", "2"],
-        env={"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(["serve", "--workers", "2"], tmp_path)
     assert result.returncode == 2
     assert "--workers above 1 needs --distributed" in result.stderr
 
@@ -319,14 +302,7 @@ def test_status_of_the_embedded_bank(tmp_path: Path) -> None:
         bank.commands.deposit_funds(account, Decimal("5.00"), uuid4())
     finally:
         bank.stop()
-    result = subprocess.run(
-        [sys.executable, "-m", "bankaccounts", "status"],
-        env={"PATH": "/usr/bin:/bin", "BANKACCOUNTS_DATA_DIR": str(tmp_path / "data")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = run_cli(["status"], tmp_path / "data")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0].split() == [

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import UUID
 
 import pytest
@@ -39,9 +39,6 @@ from tests.cluster import (
     wait_until_quiet,
 )
 from tests.waiting import wait_for
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -102,19 +99,6 @@ def send(method: str, url: str, body: dict[str, Any], key: UUID) -> dict[str, An
         time.sleep(min(0.05 * 2**attempt, 1.0))  # backoff before the retry
     msg = f"{method} {url} was not answered after {REQUEST_ATTEMPTS} attempts"
     raise AssertionError(msg)
-
-
-@pytest.fixture
-def cluster(postgres_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
-    """Tables made by init-db, the three workers running."""
-    cluster = Cluster(postgres_env, tmp_path)
-    cluster.init_db()
-    try:
-        for name in WORKERS:
-            cluster.add_worker(name)
-        yield cluster
-    finally:
-        cluster.stop_all()
 
 
 def test_nothing_is_lost_or_applied_twice_when_processes_die(
