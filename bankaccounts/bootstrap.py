@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunner
 
+from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import sqlite_env
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
@@ -17,6 +18,7 @@ from bankaccounts.system.sagas import Sagas
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
+    from uuid import UUID
 
     from bankaccounts.system.postgres import PostgresFeedSubscription
     from bankaccounts.system.readmodel import FeedMessage
@@ -28,6 +30,7 @@ RUNNERS: dict[str, type[Runner[Any]]] = {
 }
 APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
 DEFAULT_DATA_DIR = "bankaccounts-data"
+KNOWN_ACCOUNTS_LIMIT = 100_000  # ids remembered by Bank.account_exists
 
 
 def system_env(
@@ -87,6 +90,7 @@ class Bank:
             raise ValueError(msg)
         self.env = dict(env or {})
         self.runner: Runner[Any] = RUNNERS[runner](BankAccountSystem(), env=self.env)
+        self._known_accounts: set[UUID] = set()
 
     def start(self) -> None:
         """Starts the runner (and so every application)."""
@@ -122,6 +126,27 @@ class Bank:
         """Calls listener with each batch of new feed messages; returns a remover."""
         return self.interface.add_feed_listener(listener)
 
+    def account_exists(self, account_id: UUID) -> bool:
+        """True if the account has been opened (it may be closed since).
+
+        Accounts are never deleted, so an id once seen to exist is remembered, in a
+        set of at most KNOWN_ACCOUNTS_LIMIT ids (emptied when full), and asked about
+        again without a database round trip. Otherwise the read model is asked,
+        then, as it may lag behind, the accounts themselves.
+        """
+        known = self._known_accounts
+        if account_id in known:
+            return True
+        if self.interface.view.get_account(account_id) is None:
+            try:
+                self.accounts.get_account(account_id)
+            except AccountNotFoundError:
+                return False
+        if len(known) >= KNOWN_ACCOUNTS_LIMIT:
+            known.clear()
+        known.add(account_id)
+        return True
+
 
 class DistributedBank(Bank):
     """A web process's part of a bank whose process applications run as workers.
@@ -133,10 +158,13 @@ class DistributedBank(Bank):
     """
 
     def __init__(self, env: Mapping[str, str] | None = None):
-        self.env = distributed_env({**os.environ, **(env or {})})
+        # Its reads answer clients, so it reads what the workers wrote since.
+        environ = {"AGGREGATE_CACHE_FASTFORWARD": "y", **os.environ, **(env or {})}
+        self.env = distributed_env(environ)
         self._apps: dict[type[Any], Any] = {}
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self.feed: PostgresFeedSubscription | None = None
+        self._known_accounts: set[UUID] = set()
 
     def start(self) -> None:
         """Connects the applications and starts following the feed."""

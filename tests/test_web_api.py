@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
 
+from bankaccounts import bootstrap
+from bankaccounts.web.api import require_account
 from tests.webclient import bank_client, deposit, open_account
 
 if TYPE_CHECKING:
@@ -242,3 +246,87 @@ def test_state_and_openapi_docs(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200
     assert "text/html" in page.headers["content-type"]
+
+
+def test_list_endpoints_answer_the_json_fastapi_would(client: TestClient) -> None:
+    """Encoded with json.dumps, byte for byte what jsonable_encoder gave before."""
+    alice = open_account(client, "Zoë")
+    bob = open_account(client, None)
+    deposit(client, alice, "12.3")
+    client.post(
+        "/api/transfers?wait=true",
+        json={"debit_account_id": alice, "credit_account_id": bob, "amount": "2"},
+    )
+    view = client.app.state.bank.interface.view  # type: ignore[attr-defined]
+
+    def fastapi_json(content: Any) -> bytes:
+        return JSONResponse(jsonable_encoder(content)).body
+
+    accounts = client.get("/api/accounts")
+    assert accounts.headers["content-type"] == "application/json"
+    assert accounts.content == fastapi_json([a.to_json() for a in view.list_accounts()])
+    assert "Zoë".encode() in accounts.content  # not \\u escaped, as before
+    transactions = client.get(f"/api/transactions?account_id={alice}&limit=5")
+    assert transactions.content == fastapi_json(
+        [t.to_json() for t in view.list_transactions(uuid.UUID(alice), 5)]
+    )
+    assert len(transactions.json()) == 2
+    state = client.get("/api/state").json()
+    assert state["accounts"] == accounts.json()
+    assert state["position"] == view.max_feed_position()
+    # The docs still describe the answers.
+    schemas = client.get("/openapi.json").json()
+    paths = schemas["paths"]
+
+    def answer(path: str) -> dict[str, Any]:
+        ok = paths[path]["get"]["responses"]["200"]["content"]
+        schema: dict[str, Any] = ok["application/json"]["schema"]
+        return schema
+
+    assert answer("/api/accounts")["items"]["$ref"].endswith("/AccountOut")
+    assert answer("/api/transactions")["items"]["$ref"].endswith("/TransactionOut")
+    assert answer("/api/state")["$ref"].endswith("/StateOut")
+    account_fields = schemas["components"]["schemas"]["AccountOut"]["properties"]
+    assert set(account_fields) == set(accounts.json()[0])
+
+
+def test_account_exists_remembers_accounts_it_has_seen(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bank = client.app.state.bank  # type: ignore[attr-defined]
+    alice = uuid.UUID(open_account(client, "Alice"))
+    unknown = uuid.uuid4()
+    assert bank.account_exists(alice)
+    assert not bank.account_exists(unknown)
+    assert unknown not in bank._known_accounts
+
+    def no_database(*_: Any) -> None:
+        raise AssertionError("asked the database")
+
+    bob = uuid.UUID(open_account(client, "Bob"))
+    assert bank.account_exists(bob)
+    with monkeypatch.context() as patch:
+        patch.setattr(bank.interface.view, "get_account", no_database)
+        patch.setattr(bank.accounts, "get_account", no_database)
+        assert bank.account_exists(alice)
+        assert bank.account_exists(bob)
+        require_account(bank, alice)  # what record_transfer asks, twice
+    # Unknown accounts are still 404, asked each time.
+    response = client.post(
+        "/api/transfers",
+        json={
+            "debit_account_id": str(alice),
+            "credit_account_id": str(unknown),
+            "amount": "1",
+        },
+    )
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"Account not found: account {unknown}"
+    # The set is bounded: emptied when full.
+    monkeypatch.setattr(bootstrap, "KNOWN_ACCOUNTS_LIMIT", 2)
+    assert len(bank._known_accounts) == 2
+    carol = uuid.UUID(open_account(client, "Carol"))
+    assert bank.account_exists(carol)
+    assert bank._known_accounts == {carol}
+    assert bank.account_exists(alice)
+    assert bank._known_accounts == {carol, alice}

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
 from bankaccounts.bootstrap import system_env
+from bankaccounts.system.readmodel import FeedMessage
+from bankaccounts.web import feed as feed_module
 from bankaccounts.web import websocket as websocket_module
-from bankaccounts.web.feed import RECONNECT_CLOSE_CODE
+from bankaccounts.web.feed import RECONNECT_CLOSE_CODE, FeedClient, FeedHub, Outgoing
 from tests.waiting import wait_for
 from tests.webclient import bank_client, deposit, open_account, read_backlog, read_until
 
@@ -182,10 +186,10 @@ class StalledWebSocket:
         self.sent: list[dict[str, Any]] = []
         self.closed_with: int | None = None
 
-    async def send_json(self, message: dict[str, Any]) -> None:
+    async def send_text(self, text: str) -> None:
         if len(self.sent) >= self.accepted:
             await asyncio.Event().wait()  # blocks, as a full TCP buffer does
-        self.sent.append(message)
+        self.sent.append(json.loads(text))
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         self.closed_with = code
@@ -224,3 +228,88 @@ def test_a_stalled_client_is_told_to_reconnect_and_delays_no_one(
     with client.websocket_connect(f"/ws?after={last_seen}") as again:
         rest = read_backlog(again)
     assert positions(rest) == list(range(last_seen + 1, 2 + 3 * deposits))
+
+
+def test_a_message_is_encoded_once_for_every_client(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    encoded: list[dict[str, Any]] = []
+    real_encode = feed_module.encode
+
+    def counting_encode(message: dict[str, Any]) -> str:
+        encoded.append(message)
+        return real_encode(message)
+
+    monkeypatch.setattr(feed_module, "encode", counting_encode)
+    transaction = {"id": str(uuid.uuid4()), "status": "succeeded", "error": None}
+    messages = [
+        FeedMessage("account_opened", {"account": {"name": "Zoë"}}, position=7),
+        FeedMessage("transaction_succeeded", {"transaction": transaction}, position=8),
+    ]
+
+    async def publish() -> tuple[list[FeedClient], dict[str, Any] | None]:
+        hub = FeedHub(cast("Any", None), queue_size=10)
+        hub.attach(asyncio.get_running_loop())
+        clients = [hub.connect() for _ in range(100)]
+        finished = await hub.wait_for_transaction(
+            uuid.UUID(transaction["id"]),
+            timeout=5,
+            current=lambda: hub.receive(messages),  # type: ignore[func-returns-value]
+        )
+        return clients, finished
+
+    clients, finished = asyncio.run(publish())
+    assert finished == transaction  # the waiter is resolved from the feed
+    assert len(encoded) == len(messages)
+    texts = [
+        '{"type":"account_opened","position":7,"account":{"name":"Zoë"}}',
+        json.dumps(messages[1].to_json(), separators=(",", ":")),
+    ]
+    for feed_client in clients:
+        queued = [feed_client.queue.get_nowait() for _ in messages]
+        assert queued == [Outgoing(7, texts[0]), Outgoing(8, texts[1])]
+        assert feed_client.queue.empty()
+    assert clients[0].queue is not clients[1].queue
+
+
+def test_an_overrun_cancels_the_sender_once_and_drops_the_rest() -> None:
+    async def overrun() -> tuple[FeedClient, asyncio.Task[None]]:
+        feed_client = FeedClient(queue_size=2)
+        feed_client.sender = asyncio.create_task(asyncio.Event().wait())
+        for position in range(1, 6):
+            feed_client.offer_encoded(Outgoing(position, "{}"))
+        feed_client.offer({"type": "ack", "request_id": 1})
+        with contextlib.suppress(asyncio.CancelledError):
+            await feed_client.sender
+        return feed_client, feed_client.sender
+
+    feed_client, sender = asyncio.run(overrun())
+    assert feed_client.overrun.is_set()
+    assert sender.cancelled()
+    assert feed_client.queue.qsize() == 2  # positions 1 and 2; nothing after
+
+
+def test_an_overrun_while_waiting_for_messages_closes_1013(
+    client: TestClient,
+) -> None:
+    """The sender is idle, waiting on the queue, then a burst overruns it."""
+    app = client.app
+    hub = app.state.hub  # type: ignore[attr-defined]
+    bank = app.state.bank  # type: ignore[attr-defined]
+    hub.queue_size = 2
+    stalled = StalledWebSocket(accepted=1000)
+    feed_client = hub.connect()
+    sender = client.portal.start_task_soon(  # type: ignore[union-attr]
+        websocket_module._send, stalled, bank, feed_client, 0
+    )
+    wait_for(lambda: stalled.sent, message="no ready message")
+    assert stalled.sent == [{"type": "ready", "last_position": 0}]
+
+    def burst() -> None:
+        for position in range(1, 5):
+            feed_client.offer_encoded(Outgoing(position, f'{{"position":{position}}}'))
+
+    client.portal.call(burst)  # type: ignore[union-attr]
+    wait_for(lambda: sender.done(), message="overrun sender did not give up")
+    hub.disconnect(feed_client)
+    assert stalled.closed_with == RECONNECT_CLOSE_CODE

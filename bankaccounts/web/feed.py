@@ -1,17 +1,19 @@
 """The feed hub: fans the interface's feed out to websocket clients and waiters.
 
-Messages arrive on the runner's threads and are handed to the event loop with
-call_soon_threadsafe, in commit order. Each client has a bounded queue; a client that
-overruns it is told to reconnect and resumes from its last position, so a slow
-client never holds up the runner or the other clients.
+Messages arrive on the runner's threads, are encoded to JSON there, once each for
+every client, and are handed to the event loop with call_soon_threadsafe, in commit
+order. Each client has a bounded queue of encoded messages; a client that overruns
+it is told to reconnect and resumes from its last position, so a slow client never
+holds up the runner or the other clients.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -25,22 +27,55 @@ RECONNECT_CLOSE_CODE = 1013  # "Try Again Later": reconnect with ?after=<positio
 FINISHED = ("transaction_succeeded", "transaction_failed")
 
 
+def encode(message: dict[str, Any]) -> str:
+    """A message as one websocket text frame (as Starlette's send_json writes it)."""
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+class Outgoing(NamedTuple):
+    """An encoded message waiting in a client's queue.
+
+    position is the feed position (None for a reply to the client's own request), so
+    the sender can skip what it already sent from the backlog.
+    """
+
+    position: int | None
+    text: str
+
+
 class FeedClient:
-    """One websocket connection's outgoing queue."""
+    """One websocket connection's bounded queue of encoded messages.
+
+    The task that sends the queue registers itself as `sender`; when the queue
+    overflows, the client is marked overrun and the sender is cancelled, whether it
+    waits for a message or is stuck in a send, so that it closes the connection
+    with RECONNECT_CLOSE_CODE.
+    """
 
     def __init__(self, queue_size: int) -> None:
-        """Starts with an empty bounded queue."""
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(maxsize=queue_size)
+        """Starts with an empty bounded queue and no sender."""
+        self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_size)
         self.overrun = asyncio.Event()
+        self.sender: asyncio.Task[Any] | None = None
 
     def offer(self, message: dict[str, Any]) -> None:
-        """Queues a message, or marks the client overrun if its queue is full."""
+        """Queues a message (a reply to this client), encoding it."""
+        self.offer_encoded(Outgoing(message.get("position"), encode(message)))
+
+    def offer_encoded(self, outgoing: Outgoing) -> None:
+        """Queues an encoded message, or marks the client overrun if its queue is full.
+
+        Once overrun, the client takes nothing more: it is closed and resumes with a
+        new connection from its last position.
+        """
         if self.overrun.is_set():
             return
         try:
-            self.queue.put_nowait(message)
+            self.queue.put_nowait(outgoing)
         except asyncio.QueueFull:
             self.overrun.set()
+            if self.sender is not None:
+                self.sender.cancel()
 
 
 class FeedHub:
@@ -59,19 +94,31 @@ class FeedHub:
         self.loop = loop
 
     def receive(self, messages: Sequence[FeedMessage]) -> None:
-        """Takes new messages on any thread and hands them to the event loop."""
+        """Takes new messages on any thread and hands them to the event loop.
+
+        Each message is encoded here, once, off the event loop; the loop only puts
+        the same text in every client's queue.
+        """
         if self.loop is None or self.loop.is_closed():
             return
-        payload = [message.to_json() for message in messages]
-        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
-            self.loop.call_soon_threadsafe(self._publish, payload)
-
-    def _publish(self, messages: list[dict[str, Any]]) -> None:
+        outgoing: list[Outgoing] = []
+        finished: list[dict[str, Any]] = []
         for message in messages:
+            outgoing.append(Outgoing(message.position, encode(message.to_json())))
+            if message.type in FINISHED:
+                finished.append(message.data["transaction"])
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            self.loop.call_soon_threadsafe(self._publish, outgoing, finished)
+
+    def _publish(
+        self, outgoing: list[Outgoing], finished: list[dict[str, Any]]
+    ) -> None:
+        """On the event loop: queues the messages for every client, wakes waiters."""
+        for message in outgoing:
             for client in self.clients:
-                client.offer(message)
-            if message["type"] in FINISHED:
-                self._resolve(message["transaction"])
+                client.offer_encoded(message)
+        for transaction in finished:
+            self._resolve(transaction)
 
     def _resolve(self, transaction: dict[str, Any]) -> None:
         from uuid import UUID

@@ -1,8 +1,13 @@
-"""Shapes of what clients send, checked at the edge with the bank's own rules."""
+"""Shapes of what clients send, checked at the edge with the bank's own rules.
+
+Also the shapes of the list answers, for the OpenAPI docs only: those endpoints
+encode the read model's JSON themselves.
+"""
 
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -116,3 +121,37 @@ ClientMessage = Annotated[
 CLIENT_MESSAGE: TypeAdapter[DepositMessage | WithdrawMessage | TransferMessage] = (
     TypeAdapter(ClientMessage)
 )
+
+
+class AccountOut(BaseModel):
+    """An account as the API shows it (documentation of the answers)."""
+
+    id: UUID
+    name: str | None
+    balance: str = Field(description="Decimal string", examples=["12.30"])
+    overdraft_limit: str = Field(description="Decimal string", examples=["0.00"])
+    is_closed: bool
+    opened_at: datetime
+    updated_at: datetime
+
+
+class TransactionOut(BaseModel):
+    """A transaction as the API shows it (documentation of the answers)."""
+
+    id: UUID
+    kind: Literal["deposit", "withdrawal", "transfer"]
+    debit_account_id: UUID | None
+    credit_account_id: UUID | None
+    amount: str = Field(description="Decimal string", examples=["12.30"])
+    status: Literal["pending", "succeeded", "failed"]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class StateOut(BaseModel):
+    """What a page starts from (documentation of the answer)."""
+
+    position: int = Field(description="The feed position the lists are as of")
+    accounts: list[AccountOut]
+    transactions: list[TransactionOut]

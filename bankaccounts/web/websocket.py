@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bankaccounts.exceptions import CommandConflictError, TransactionError
 from bankaccounts.web.api import record_deposit, record_transfer, record_withdrawal
-from bankaccounts.web.feed import RECONNECT_CLOSE_CODE
+from bankaccounts.web.feed import RECONNECT_CLOSE_CODE, encode
 from bankaccounts.web.schemas import (
     CLIENT_MESSAGE,
     DepositMessage,
@@ -77,7 +77,15 @@ async def feed_socket(websocket: WebSocket) -> None:
 async def _send(
     websocket: WebSocket, bank: Bank, client: FeedClient, after: int
 ) -> None:
-    """Sends the backlog, then the live messages, skipping what was already sent."""
+    """Sends the backlog, then the live messages, skipping what was already sent.
+
+    The client's queue fills from the moment it connected, so the live messages
+    overlap the backlog; positions up to the last one sent are skipped. The task
+    registers itself as the client's sender: an overrun cancels it wherever it
+    waits (for the database, for a message, or in a send that the client does not
+    read), and it closes the connection with RECONNECT_CLOSE_CODE.
+    """
+    client.sender = asyncio.current_task()
     view = bank.interface.view
     last = after
     try:
@@ -87,36 +95,25 @@ async def _send(
         while True:
             page = await run_in_threadpool(view.select_feed, last, BACKLOG_PAGE)
             for message in page:
-                await websocket.send_json(message.to_json())
+                await websocket.send_text(encode(message.to_json()))
                 last = message.position
             if len(page) < BACKLOG_PAGE:
                 break
-        await websocket.send_json({"type": "ready", "last_position": last})
-        overrun = asyncio.create_task(client.overrun.wait())
-        while True:
-            get = asyncio.create_task(client.queue.get())
-            done, _ = await asyncio.wait(
-                {get, overrun}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if get not in done:
-                get.cancel()
-                await _close_for_reconnect(websocket)
-                return
-            outgoing = get.result()
-            position = outgoing.get("position")
+        await websocket.send_text(encode({"type": "ready", "last_position": last}))
+        queue = client.queue
+        # Checked here too in case the overrun came before this task registered.
+        while not client.overrun.is_set():
+            position, text = await queue.get()
             if position is not None:
                 if position <= last:
                     continue
                 last = position
-            # A send blocks while the client doesn't read; don't let that hide overrun.
-            send = asyncio.create_task(websocket.send_json(outgoing))
-            done, _ = await asyncio.wait(
-                {send, overrun}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if send not in done:
-                send.cancel()
-                await _close_for_reconnect(websocket)
-                return
+            await websocket.send_text(text)
+        await _close_for_reconnect(websocket)
+    except asyncio.CancelledError:
+        if not client.overrun.is_set():
+            raise  # the connection ended
+        await _close_for_reconnect(websocket)
     except (WebSocketDisconnect, RuntimeError):
         return  # the client went away
 
