@@ -217,8 +217,8 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
-def render(results: list[tuple[Result, dict[str, Any]]]) -> str:
-    """The whole of docs/benchmarks.md."""
+def render(results: list[tuple[Result, dict[str, Any]]], findings: str = "") -> str:
+    """The whole of docs/benchmarks.md (findings: written by hand, kept as is)."""
     now = machine()
     lines = [
         "# Benchmarks",
@@ -254,6 +254,8 @@ def render(results: list[tuple[Result, dict[str, Any]]]) -> str:
             f"{'quick' if run.get('quick') else 'full'} |"
         )
     lines += ["## Summary", "", *summary, ""]
+    if findings:
+        lines += [findings.strip(), ""]
     for result, run in results:
         lines += [f"## {result.title}", "", result.description, ""]
         lines += table(result.rows)
@@ -282,7 +284,11 @@ def anchor(title: str) -> str:
 
 def write_report(docs: Path) -> None:
     """Renders docs/benchmarks.md from every saved result."""
-    (docs / "benchmarks.md").write_text(render(load_results(docs)), encoding="utf-8")
+    findings_path = docs / "bench" / "findings.md"
+    findings = findings_path.read_text() if findings_path.exists() else ""
+    (docs / "benchmarks.md").write_text(
+        render(load_results(docs), findings), encoding="utf-8"
+    )
 
 
 def print_result(result: Result) -> None:
