@@ -227,7 +227,7 @@ def run(options: Options) -> Result:
         )
     return Result(
         key=KEY,
-        title="Websocket fan-out",
+        title="7. Websocket fan-out",
         description=" ".join((__doc__ or "").split("\n\n")[1:]).replace("\n", " "),
         rows=rows,
         chart=Chart(

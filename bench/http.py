@@ -388,7 +388,7 @@ def run(options: Options) -> Result:
     ]
     return Result(
         key=KEY,
-        title="HTTP: POST /api/transfers and GET /api/accounts",
+        title="6. HTTP: POST /api/transfers and GET /api/accounts",
         description=" ".join((__doc__ or "").split("\n\n")[1:]).replace("\n", " "),
         rows=rows,
         chart=Chart(

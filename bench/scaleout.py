@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 
 KEY = "scaleout"
 TARGET = 1.3
-TITLE = "Scale-out: the system as separate processes on PostgreSQL"
+TITLE = "5. Scale-out: the system as separate processes on PostgreSQL"
 
 
 def load(
