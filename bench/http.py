@@ -349,7 +349,7 @@ def list_accounts(options: Options) -> list[Row]:
 
 def run(options: Options) -> Result:
     """Runs benchmark 6."""
-    seconds = 1.5 if options.quick else 4.0
+    seconds = 0.75 if options.quick else 4.0
     rows: list[Row] = []
     labels: list[str] = []
     figures: list[float] = []

@@ -217,8 +217,12 @@ class Limits:
     save: float  # Application.save() of one event/s
 
 
-def measure_limits(store: str, options: Options, seconds: float = 1.0) -> Limits:
+def measure_limits(
+    store: str, options: Options, seconds: float | None = None
+) -> Limits:
     """Measures both limits of a store again (quickly) for another benchmark."""
+    if seconds is None:
+        seconds = 0.5 if options.quick else 1.0
     raw = raw_commit_rate(store, seconds, options.workdir)
     save = save_rate(store, seconds, options.workdir)
     options.progress(
@@ -229,7 +233,7 @@ def measure_limits(store: str, options: Options, seconds: float = 1.0) -> Limits
 
 def run(options: Options) -> Result:
     """Measures the raw commit rate and the single-save rate of every store."""
-    seconds = 1.0 if options.quick else 3.0
+    seconds = 0.5 if options.quick else 3.0
     rows: list[Row] = []
     raws: list[float] = []
     saves: list[float] = []

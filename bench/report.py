@@ -229,7 +229,7 @@ def render(results: list[tuple[Result, dict[str, Any]]], findings: str = "") -> 
         "timings are noisy; the ratios are what to read).",
         "",
         "Reproduce with `python -m bench` (all, under 10 minutes), "
-        "`python -m bench --quick` (about a minute), `python -m bench --only "
+        "`python -m bench --quick` (about two minutes), `python -m bench --only "
         "NAME[,NAME]` or `python -m bench.NAME` (one); `--stores popo,sqlite,"
         "postgres` picks the stores (PostgreSQL from the `POSTGRES_*` variables, "
         'default database `test` on 127.0.0.1). Needs `pip install -e ".[bench]"`.',

@@ -1,7 +1,7 @@
 """The one command: runs the benchmarks and writes docs/benchmarks.md with charts.
 
 python -m bench                       # every benchmark, under 10 minutes
-python -m bench --quick               # about a minute
+python -m bench --quick               # about two minutes
 python -m bench --only limits,simple  # some; the others' sections are kept
 python -m bench --stores popo,sqlite
 python -m bench.limits --quick        # one benchmark alone
@@ -53,7 +53,9 @@ def parse_args(
         prog=f"python -m bench.{one}" if one else "python -m bench",
         description="Runs benchmarks; writes docs/benchmarks.md and docs/bench/*.png.",
     )
-    parser.add_argument("--quick", action="store_true", help="small sizes (~1 minute)")
+    parser.add_argument(
+        "--quick", action="store_true", help="small sizes (about two minutes)"
+    )
     if one is None:
         parser.add_argument(
             "--only", default="", help=f"comma-separated: {','.join(BENCHMARKS)}"

@@ -101,7 +101,7 @@ def run(options: Options) -> Result:
     elif not _net.distributed_available():
         notes.append("Not run: this checkout has no `bankaccounts worker`/`init-db`.")
     else:
-        count = options.size(400, 80)
+        count = options.size(400, 40)
         warmup = options.size(50, 20)
         workdir = options.workdir
         workdir.mkdir(parents=True, exist_ok=True)

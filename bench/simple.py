@@ -39,7 +39,7 @@ def transfer_rate(env: dict[str, str], seconds: float) -> float:
 
 def run(options: Options) -> Result:
     """Transfers/s per store against Application.save()/s."""
-    seconds = 1.5 if options.quick else 4.0
+    seconds = 0.75 if options.quick else 4.0
     rows = []
     figures: list[float] = []
     limits: list[float] = []
@@ -47,7 +47,7 @@ def run(options: Options) -> Result:
         label = STORE_LABELS[store]
         options.progress(f"simple: {label}")
         limit = measure_limits(store, options).save
-        pair = save_pair_rate(store, 1.0, options.workdir)
+        pair = save_pair_rate(store, 0.5 if options.quick else 1.0, options.workdir)
         with apps_env(
             store, options.workdir, [SimpleBankAccountApplication.name]
         ) as env:
