@@ -103,7 +103,7 @@ class Worker:
         self.reconnects = 0
 
     def stop(self) -> None:
-        """Asks the worker to stop after the event it is processing (thread-safe)."""
+        """Asks the worker to stop after the page it is processing (thread-safe)."""
         self.stopping.set()
 
     def run(self) -> None:
@@ -114,6 +114,8 @@ class Worker:
             try:
                 self._follow(reconnecting=attempts > 0)
             except Exception as error:
+                if self.started.is_set():  # it was following: back off from the start
+                    delay = self.first_retry_delay
                 self.started.clear()
                 attempts += 1
                 if self.stopping.is_set():
