@@ -100,6 +100,7 @@ class Worker:
         self.stopping = threading.Event()
         self.started = threading.Event()  # set while following, cleared on failure
         self.app: BatchProcessApplication | None = None
+        self.inbox: Inbox | None = None
         self.reconnects = 0
 
     def stop(self) -> None:
@@ -136,22 +137,22 @@ class Worker:
     def _follow(self, *, reconnecting: bool) -> None:
         app: Any = self.follower_class(env=self.env)
         self.app = app
-        inbox = Inbox()
+        inbox = self.inbox = Inbox()
         with ExitStack() as stack:
             stack.callback(app.close)
-            stack.callback(inbox.closed.set)
-            runners: list[BaseProjectionRunner[Any]] = [
-                stack.enter_context(
-                    BaseProjectionRunner(
-                        projection=inbox,  # type: ignore[arg-type]
-                        application_class=leader_class,
-                        tracking_recorder=app.recorder,
-                        topics=app.topics,
-                        env=self.env,
-                    )
+            runners: list[BaseProjectionRunner[Any]] = []
+            for leader_class in self.leader_classes:
+                runner = BaseProjectionRunner(
+                    projection=inbox,  # type: ignore[arg-type]
+                    application_class=leader_class,
+                    tracking_recorder=app.recorder,
+                    topics=app.topics,
+                    env=self.env,
                 )
-                for leader_class in self.leader_classes
-            ]
+                runners.append(stack.enter_context(runner))
+                # Leaving, the inbox closes before each runner stops (last in, first
+                # out), so a runner waiting to put an event in a full inbox returns.
+                stack.callback(inbox.closed.set)
             if reconnecting:
                 self.reconnects += 1
             logger.info(
@@ -168,7 +169,7 @@ class Worker:
                 # A page holds events of one upstream: one tracking record each.
                 for _, page in groupby(jobs, key=lambda job: job[1].application_name):
                     app.process_events(list(page))
-            inbox.closed.set()
+            inbox.closed.set()  # before the runners stop
             for runner in runners:
                 runner.stop()
             if self.stopping.is_set():
