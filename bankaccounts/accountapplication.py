@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import TYPE_CHECKING, ClassVar, TypeVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
 
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.exceptions import AccountNotFoundError
-from bankaccounts.infrastructure import BankApplication
+from bankaccounts.infrastructure import BankApplication, VersionConflictError
 from bankaccounts.validation import to_account_id, to_limit, to_name
 
 if TYPE_CHECKING:
@@ -18,6 +17,7 @@ if TYPE_CHECKING:
     from decimal import Decimal
     from uuid import UUID
 
+    from eventsourcing.application import Application
     from eventsourcing.domain import MutableOrImmutableAggregate
 
 T = TypeVar("T")
@@ -26,16 +26,20 @@ T = TypeVar("T")
 CONFLICT_ATTEMPTS = 5
 
 
-def retry_on_conflict(write: Callable[[], T]) -> T:
+def retry_on_conflict(application: Application[Any], write: Callable[[], T]) -> T:
     """Calls write again when another writer saved the same aggregate version first.
 
     Optimistic concurrency: the library refuses a second event at the same version,
-    and the next attempt reads the aggregate again, with the other writer's events.
+    the application evicts the stale aggregates, and the next attempt reads them
+    again. Only a refused write of this application is retried: a conflict that
+    arises elsewhere (in a follower the runner prompts after the commit) is not.
     """
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
             return write()
-        except IntegrityError:
+        except VersionConflictError as error:
+            if error.application_name != application.name:
+                raise
             if attempt == CONFLICT_ATTEMPTS:
                 raise
     raise AssertionError  # pragma: no cover (the loop returns or raises)
@@ -87,7 +91,7 @@ class AccountApplication(BankApplication):
                 account.set_overdraft_limit(limit)
                 self.save(account)
 
-        retry_on_conflict(write)
+        retry_on_conflict(self, write)
 
     def close_account(self, account_id: UUID) -> None:
         """Closes the account; closing it again does nothing."""
@@ -98,4 +102,4 @@ class AccountApplication(BankApplication):
                 account.close()
                 self.save(account)
 
-        retry_on_conflict(write)
+        retry_on_conflict(self, write)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
 
@@ -50,6 +50,19 @@ TRANSACTION_ERROR_TYPES: tuple[type[TransactionError], ...] = (
 )
 
 
+#: The most events a follower pulls and records in one transaction.
+PAGE_SIZE = 500
+
+
+class VersionConflictError(IntegrityError):
+    """An application's write was refused: another writer recorded first."""
+
+    def __init__(self, application_name: str, cause: Exception) -> None:
+        """Names the application whose write did not commit."""
+        super().__init__(f"{application_name}: {cause}")
+        self.application_name = application_name
+
+
 class BankApplication(Application[UUID]):
     """An application with a bounded aggregate cache and the bank's transcodings.
 
@@ -62,8 +75,11 @@ class BankApplication(Application[UUID]):
     a stale state, and the common case costs no extra read.
     """
 
-    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "10000"}
-    log_section_size = 500  # a follower may pull up to this many events at a time
+    env: ClassVar[dict[str, str]] = {
+        "AGGREGATE_CACHE_MAXSIZE": "10000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+    }
+    log_section_size = PAGE_SIZE  # a follower may pull up to this many events at once
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Adds the transaction errors to the library's transcodings."""
@@ -94,22 +110,19 @@ class BankApplication(Application[UUID]):
                 self.take_snapshot(event.originator_id, event.originator_version)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        """Records; if another writer got there first, forgets the stale aggregates."""
+        """Records; if another writer got there first, forgets the stale aggregates.
+
+        Raises VersionConflictError, naming this application, so that a retry
+        (retry_on_conflict) repeats only a write of its own that did not commit.
+        """
         try:
             return super()._record(processing_event)
-        except IntegrityError:
+        except IntegrityError as error:
             if self.repository.cache is not None:
                 for aggregate_id in processing_event.aggregates:
                     with contextlib.suppress(KeyError):
                         self.repository.cache.get(aggregate_id, evict=True)
-            raise
-
-    def construct_repository(self) -> Repository[UUID]:
-        """Reads cached aggregates without a query for newer events, unless told to."""
-        repository = super().construct_repository()
-        if not self.env.get(self.AGGREGATE_CACHE_FASTFORWARD):
-            repository.fastforward = False
-        return repository
+            raise VersionConflictError(self.name, error) from error
 
 
 def sqlite_env(data_dir: str | Path, names: Iterable[str]) -> dict[str, str]:

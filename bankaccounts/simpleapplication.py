@@ -27,7 +27,7 @@ class SimpleBankAccountApplication(AccountApplication):
             account.append_transaction(amount)
             self.save(account)
 
-        retry_on_conflict(write)
+        retry_on_conflict(self, write)
 
     def withdraw_funds(
         self, debit_account_id: UUID, amount: Decimal | str | int
@@ -40,7 +40,7 @@ class SimpleBankAccountApplication(AccountApplication):
             account.append_transaction(-amount)
             self.save(account)
 
-        retry_on_conflict(write)
+        retry_on_conflict(self, write)
 
     def transfer_funds(
         self,
@@ -61,4 +61,4 @@ class SimpleBankAccountApplication(AccountApplication):
             credit_account.append_transaction(amount)
             self.save(debit_account, credit_account)
 
-        retry_on_conflict(write)
+        retry_on_conflict(self, write)

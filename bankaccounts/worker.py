@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.projection import BaseProjectionRunner
 
+from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.system.definition import BankAccountSystem
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bankaccounts.worker")
 
 WORKER_NAMES = {"sagas": "Sagas", "accounts": "Accounts", "interface": "Interface"}
-PAGE_SIZE = 500  # the most events processed in one transaction
 
 
 class Inbox:

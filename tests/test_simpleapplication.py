@@ -335,3 +335,23 @@ def test_two_applications_writing_the_same_accounts_lose_nothing(
     finally:
         first.close()
         second.close()
+
+
+def test_only_a_refused_write_of_the_same_application_is_retried() -> None:
+    from bankaccounts.accountapplication import CONFLICT_ATTEMPTS, retry_on_conflict
+    from bankaccounts.infrastructure import VersionConflictError
+
+    app = SimpleBankAccountApplication({"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    attempts: list[str] = []
+
+    def refused(name: str) -> None:
+        attempts.append(name)
+        raise VersionConflictError(name, RuntimeError("version taken"))
+
+    with pytest.raises(VersionConflictError):
+        retry_on_conflict(app, lambda: refused("Sagas"))  # a follower's, after commit
+    assert attempts == ["Sagas"]
+    attempts.clear()
+    with pytest.raises(VersionConflictError):
+        retry_on_conflict(app, lambda: refused(app.name))
+    assert attempts == [app.name] * CONFLICT_ATTEMPTS

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
-    from eventsourcing.persistence import Tracking
     from eventsourcing.utils import EnvType
 
     from bankaccounts.system.batching import Job
@@ -56,17 +55,10 @@ class Accounts(AccountApplication, BatchProcessApplication):
         """Client writes wait for the event being processed, so versions never clash."""
         return self.processing_lock
 
-    def process_event(
-        self, domain_event: DomainEventProtocol[UUID], tracking: Tracking
-    ) -> None:
-        """Processes again if a client write in another process took the version."""
-        process = super().process_event
-        retry_on_conflict(lambda: process(domain_event, tracking))
-
     def process_events(self, jobs: Sequence[Job]) -> None:
         """Processes a page again if a client write elsewhere took a version."""
         process = super().process_events
-        retry_on_conflict(lambda: process(jobs))
+        retry_on_conflict(self, lambda: process(jobs))
 
     @singledispatchmethod
     def policy(

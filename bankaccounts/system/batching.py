@@ -8,6 +8,8 @@ from uuid import UUID
 from eventsourcing.application import ProcessingEvent
 from eventsourcing.system import ProcessApplication
 
+from bankaccounts.infrastructure import PAGE_SIZE
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -27,7 +29,7 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     `collected`), not from the repository, which has not seen it yet.
     """
 
-    pull_section_size = 500
+    pull_section_size = PAGE_SIZE
 
     def pull_and_process(
         self, leader_name: str, start: int | None = None, stop: int | None = None

@@ -152,15 +152,10 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         return recordings
 
     def describe_error(
-        self,
-        error: TransactionError,
-        processing_event: ProcessingEvent[UUID] | None = None,
+        self, error: TransactionError, processing_event: ProcessingEvent[UUID]
     ) -> str:
         """Says in words what went wrong, naming the account as people know it."""
-        if processing_event is None:
-            account = self.view.get_account(error.account_id)
-        else:
-            account = self._get_account(processing_event, error.account_id)
+        account = self._get_account(processing_event, error.account_id)
         label = account.label if account else f"account {str(error.account_id)[:8]}"
         if isinstance(error, InsufficientFundsError):
             return f"Insufficient funds in {label}"
