@@ -16,6 +16,18 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 STORES = ("popo", "sqlite", "postgres")
+#: Every benchmark, in the order they run and the report shows them.
+BENCHMARKS = (
+    "limits",
+    "history",
+    "simple",
+    "inprocess",
+    "scaleout",
+    "http",
+    "fanout",
+    "rebuild",
+    "memory",
+)
 STORE_LABELS = {"popo": "POPO", "sqlite": "SQLite file", "postgres": "PostgreSQL"}
 
 

@@ -17,22 +17,10 @@ from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from bench.common import Chart, Result, Row
+from bench.common import BENCHMARKS, Chart, Result, Row
 
 if TYPE_CHECKING:
     from pathlib import Path
-
-ORDER = (
-    "limits",
-    "history",
-    "simple",
-    "inprocess",
-    "scaleout",
-    "http",
-    "fanout",
-    "rebuild",
-    "memory",
-)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:
@@ -152,8 +140,8 @@ def load_results(docs: Path) -> list[tuple[Result, dict[str, Any]]]:
         rows = [Row(**row) for row in data.pop("rows")]
         result = Result(rows=rows, chart=Chart(**chart) if chart else None, **data)
         found.append((result, run))
-    rank = {key: i for i, key in enumerate(ORDER)}
-    found.sort(key=lambda item: (rank.get(item[0].key, len(ORDER)), item[0].key))
+    rank = {key: i for i, key in enumerate(BENCHMARKS)}
+    found.sort(key=lambda item: (rank.get(item[0].key, len(BENCHMARKS)), item[0].key))
     return found
 
 

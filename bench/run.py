@@ -25,22 +25,11 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from bench.common import STORES, Options
+from bench.common import BENCHMARKS, STORES, Options
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-BENCHMARKS = (
-    "limits",
-    "history",
-    "simple",
-    "inprocess",
-    "scaleout",
-    "http",
-    "fanout",
-    "rebuild",
-    "memory",
-)
 REPOSITORY = Path(__file__).resolve().parent.parent
 DOCS = REPOSITORY / "docs"
 
