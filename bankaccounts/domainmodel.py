@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
 from typing import TYPE_CHECKING, Any
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID  # noqa: TC003 (event annotations are resolved at runtime)
 
 from eventsourcing.domain import Aggregate, event
 
@@ -13,6 +13,7 @@ from bankaccounts.exceptions import (
     InsufficientFundsError,
     TransactionError,
 )
+from bankaccounts.ids import REJECTIONS, derived_id
 from bankaccounts.validation import ZERO, to_limit, to_money
 
 if TYPE_CHECKING:
@@ -115,8 +116,8 @@ class RejectedTransaction(ValueCopy, Aggregate):
 
     @staticmethod
     def create_id(transaction_id: UUID, account_id: UUID) -> UUID:
-        """One rejection per transaction and account."""
-        return uuid5(NAMESPACE_URL, f"/rejections/{transaction_id}/{account_id}")
+        """One rejection per transaction and account, in a namespace of its own."""
+        return derived_id(REJECTIONS, transaction_id, account_id)
 
     @event("Recorded")
     def __init__(

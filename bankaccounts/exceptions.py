@@ -64,7 +64,17 @@ class InvalidTransferError(InvalidAmountError):
 
 
 class CommandConflictError(ValueError):
-    """A command id was reused with different arguments."""
+    """An idempotency key was reused with a different request."""
+
+
+class InvalidIdempotencyKeyError(ValueError):
+    """An idempotency key is not 1 to 64 characters of the allowed kinds."""
+
+
+class ProcessingError(TransactionError):
+    """The bank failed to process the transaction (a fault, not the customer's)."""
+
+    reason = "The bank could not process the transaction"
 
 
 class InvalidAccountNameError(ValueError):

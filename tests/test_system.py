@@ -29,6 +29,7 @@ from bankaccounts.exceptions import (
     InsufficientFundsError,
     InvalidAccountIdError,
     InvalidAmountError,
+    InvalidIdempotencyKeyError,
     InvalidTransferError,
 )
 from bankaccounts.system.accounts import Accounts
@@ -290,63 +291,63 @@ class SystemScenarios:
     def test_retried_commands_record_nothing_new(self) -> None:
         account_id1 = self.open_account("200.00")
         account_id2 = self.open_account()
-        retries: list[Callable[[UUID], UUID]] = [
-            lambda cid: self.commands.deposit_funds(account_id1, "10", command_id=cid),
-            lambda cid: self.commands.withdraw_funds(account_id1, "5", command_id=cid),
-            lambda cid: self.commands.transfer_funds(
-                account_id1, account_id2, "20", command_id=cid
+        retries: list[Callable[[str], UUID]] = [
+            lambda key: self.commands.deposit_funds(account_id1, "10", key),
+            lambda key: self.commands.withdraw_funds(account_id1, "5", key),
+            lambda key: self.commands.transfer_funds(
+                account_id1, account_id2, "20", idempotency_key=key
             ),
         ]
         for send in retries:
-            command_id = uuid4()
-            assert send(command_id) == command_id
-            self.assert_succeeded(command_id)
+            key = str(uuid4())
+            transaction_id = send(key)
+            assert transaction_id != UUID(key)  # a key is never an id itself
+            self.assert_succeeded(transaction_id)
             before = self.commands.recorder.max_notification_id()
-            assert send(command_id) == command_id
-            assert send(command_id) == command_id
+            assert send(key) == transaction_id
+            assert send(key) == transaction_id
             assert self.commands.recorder.max_notification_id() == before
         assert self.balance(account_id1) == Decimal("185.00")
         assert self.balance(account_id2) == Decimal("20.00")
 
     def test_a_retry_may_spell_the_same_request_differently(self) -> None:
         account_id = self.open_account()
-        command_id = uuid4()
-        self.commands.deposit_funds(account_id, Decimal("10.00"), command_id=command_id)
+        transaction_id = self.commands.deposit_funds(
+            account_id, Decimal("10.00"), idempotency_key="order-17"
+        )
         before = self.commands.recorder.max_notification_id()
         again = self.commands.deposit_funds(
             str(account_id),  # type: ignore[arg-type]
             "10",
-            command_id=str(command_id),  # type: ignore[arg-type]
+            idempotency_key="order-17",
         )
-        assert again == command_id
+        assert again == transaction_id
         assert self.commands.recorder.max_notification_id() == before
-        self.assert_succeeded(command_id)
+        self.assert_succeeded(transaction_id)
         assert self.balance(account_id) == Decimal("10.00")
 
-    def test_a_command_id_reused_for_another_request_is_refused(self) -> None:
+    def test_an_idempotency_key_reused_for_another_request_is_refused(self) -> None:
         account_id1 = self.open_account()
         account_id2 = self.open_account()
-        command_id = uuid4()
-        self.commands.deposit_funds(account_id1, "10", command_id=command_id)
+        key = "k1"
+        transaction_id = self.commands.deposit_funds(account_id1, "10", key)
         before = self.commands.recorder.max_notification_id()
         with pytest.raises(CommandConflictError):
-            self.commands.deposit_funds(account_id1, "11", command_id=command_id)
+            self.commands.deposit_funds(account_id1, "11", key)
         with pytest.raises(CommandConflictError):
-            self.commands.deposit_funds(account_id2, "10", command_id=command_id)
+            self.commands.deposit_funds(account_id2, "10", key)
         with pytest.raises(CommandConflictError):
-            self.commands.withdraw_funds(account_id1, "10", command_id=command_id)
+            self.commands.withdraw_funds(account_id1, "10", key)
         with pytest.raises(CommandConflictError):
-            self.commands.transfer_funds(
-                account_id1, account_id2, "10", command_id=command_id
-            )
+            self.commands.transfer_funds(account_id1, account_id2, "10", key)
         assert self.commands.recorder.max_notification_id() == before
-        self.assert_succeeded(command_id)
+        self.assert_succeeded(transaction_id)
         assert self.balance(account_id1) == Decimal("10.00")
         assert self.balance(account_id2) == Decimal("0.00")
 
     def test_concurrent_retries_record_one_command(self) -> None:
         account_id = self.open_account()
-        command_id = uuid4()
+        key = str(uuid4())
         before = self.commands.recorder.max_notification_id() or 0
         clients = 4
         barrier = threading.Barrier(clients)
@@ -355,9 +356,7 @@ class SystemScenarios:
         def send() -> None:
             barrier.wait(timeout=10)
             try:
-                results.append(
-                    self.commands.deposit_funds(account_id, "10", command_id=command_id)
-                )
+                results.append(self.commands.deposit_funds(account_id, "10", key))
             except BaseException as error:  # the assertion below shows it
                 results.append(error)
 
@@ -366,10 +365,53 @@ class SystemScenarios:
             thread.start()
         for thread in threads:
             thread.join(timeout=10)
-        assert results == [command_id] * clients
+        assert len(set(results)) == 1, results
+        transaction_id = results[0]
+        assert isinstance(transaction_id, UUID)
         assert self.commands.recorder.max_notification_id() == before + 1
-        self.assert_succeeded(command_id)
+        self.assert_succeeded(transaction_id)
         assert self.balance(account_id) == Decimal("10.00")
+
+    # Keys a client chooses never reach the ids the system derives (issue 9).
+
+    def test_a_key_naming_a_refund_neither_blocks_the_bank_nor_the_refund(
+        self,
+    ) -> None:
+        account_id = self.open_account("100.00")
+        closed_id = self.open_account()
+        self.accounts.close_account(closed_id)
+        transfer_id = self.commands.transfer_funds(account_id, closed_id, "10.00", "K")
+        transfer = self.assert_errored(transfer_id, AccountClosedError(closed_id))
+        assert isinstance(transfer, TransferFundsSaga)
+        assert transfer.refund_id is not None
+        # A deposit keyed with the refund's id, then the others' money flows on.
+        deposit_id = self.commands.deposit_funds(
+            account_id, "1.00", str(transfer.refund_id)
+        )
+        assert deposit_id != transfer.refund_id
+        self.assert_succeeded(deposit_id)
+        self.assert_succeeded(self.commands.deposit_funds(account_id, "2.00"))
+        assert self.balance(account_id) == Decimal("103.00")
+
+    def test_a_key_naming_a_future_refund_cannot_take_its_place(self) -> None:
+        account_id = self.open_account("100.00")
+        closed_id = self.open_account()
+        self.accounts.close_account(closed_id)
+        # The key the transfer will use, and the id its refund would have had.
+        for key in ("K2", str(uuid4())):
+            transfer_id = self.commands.command_id_for(key)
+            refund_key = str(RefundFundsSaga.create_id(transfer_id))
+            self.assert_succeeded(
+                self.commands.deposit_funds(account_id, "1.00", refund_key)
+            )
+            assert (
+                self.commands.transfer_funds(account_id, closed_id, "10.00", key)
+                == transfer_id
+            )
+            self.assert_errored(transfer_id, AccountClosedError(closed_id))
+        refunded = self.sagas.get_saga(RefundFundsSaga.create_id(transfer_id))
+        assert refunded.has_succeeded
+        assert self.balance(account_id) == Decimal("102.00")
 
     # Bad input.
 
@@ -385,7 +427,7 @@ class SystemScenarios:
             with pytest.raises(InvalidAmountError):
                 self.commands.transfer_funds(account_id1, account_id2, amount)
             with pytest.raises(InvalidAmountError):
-                self.commands.deposit_funds(account_id1, amount, command_id=uuid4())
+                self.commands.deposit_funds(account_id1, amount, str(uuid4()))
         assert self.commands.recorder.max_notification_id() == before
         assert self.balance(account_id1) == Decimal("10.00")
 
@@ -401,8 +443,9 @@ class SystemScenarios:
                 self.commands.transfer_funds(bad_id, account_id, "1")  # type: ignore[arg-type]
             with pytest.raises(InvalidAccountIdError):
                 self.commands.transfer_funds(account_id, bad_id, "1")  # type: ignore[arg-type]
-        with pytest.raises(InvalidAccountIdError):
-            self.commands.deposit_funds(account_id, "1", command_id="nope")  # type: ignore[arg-type]
+        for bad_key in ["", "a b", "x" * 65, "é", "k\n", 5]:
+            with pytest.raises(InvalidIdempotencyKeyError):
+                self.commands.deposit_funds(account_id, "1", bad_key)  # type: ignore[arg-type]
         with pytest.raises(InvalidTransferError):
             self.commands.transfer_funds(account_id, account_id, "1")
         with pytest.raises(InvalidTransferError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError
@@ -11,15 +11,34 @@ from eventsourcing.persistence import IntegrityError
 
 from bankaccounts.domainmodel import ValueCopy
 from bankaccounts.exceptions import CommandConflictError, InvalidTransferError
+from bankaccounts.ids import (
+    IDEMPOTENCY_KEY_PATTERN,
+    check_idempotency_key,
+    command_id_for_key,
+)
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.validation import to_account_id, to_amount
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
+__all__ = [
+    "IDEMPOTENCY_KEY_PATTERN",
+    "Command",
+    "Commands",
+    "DepositFundsCommand",
+    "TransferFundsCommand",
+    "WithdrawFundsCommand",
+    "check_idempotency_key",
+]
+
 
 class Command(ValueCopy, Aggregate):
-    """A client's request; its id is the id of the saga that carries it out."""
+    """A client's request; its id is the id of the saga that carries it out.
+
+    The id is new (uuid4), or derived from the client's idempotency key in a
+    namespace of its own (see bankaccounts.ids), never chosen by the client.
+    """
 
     def arguments(self) -> dict[str, Any]:
         """The request's arguments, to compare a retry with the original."""
@@ -68,18 +87,23 @@ class TransferFundsCommand(Command):
 
 
 class Commands(BankApplication):
-    """Checks and records client requests; the Sagas application carries them out."""
+    """Checks and records client requests; the Sagas application carries them out.
+
+    Each request may carry an idempotency key: the same key with the same request
+    returns the same transaction id and records nothing new; with another request
+    it raises CommandConflictError.
+    """
 
     def deposit_funds(
         self,
         credit_account_id: UUID,
         amount: Decimal | str | int,
-        command_id: UUID | None = None,
+        idempotency_key: str | None = None,
     ) -> UUID:
         """Records a deposit request and returns its transaction id."""
         return self._record_command(
             DepositFundsCommand,
-            command_id,
+            idempotency_key,
             credit_account_id=to_account_id(
                 credit_account_id, name="credit_account_id"
             ),
@@ -90,12 +114,12 @@ class Commands(BankApplication):
         self,
         debit_account_id: UUID,
         amount: Decimal | str | int,
-        command_id: UUID | None = None,
+        idempotency_key: str | None = None,
     ) -> UUID:
         """Records a withdrawal request and returns its transaction id."""
         return self._record_command(
             WithdrawFundsCommand,
-            command_id,
+            idempotency_key,
             debit_account_id=to_account_id(debit_account_id, name="debit_account_id"),
             amount=to_amount(amount),
         )
@@ -105,7 +129,7 @@ class Commands(BankApplication):
         debit_account_id: UUID,
         credit_account_id: UUID,
         amount: Decimal | str | int,
-        command_id: UUID | None = None,
+        idempotency_key: str | None = None,
     ) -> UUID:
         """Records a transfer request and returns its transaction id."""
         debit_account_id = to_account_id(debit_account_id, name="debit_account_id")
@@ -116,11 +140,16 @@ class Commands(BankApplication):
             raise InvalidTransferError(msg)
         return self._record_command(
             TransferFundsCommand,
-            command_id,
+            idempotency_key,
             debit_account_id=debit_account_id,
             credit_account_id=credit_account_id,
             amount=amount,
         )
+
+    @staticmethod
+    def command_id_for(idempotency_key: str) -> UUID:
+        """The transaction id that a request with this idempotency key gets."""
+        return command_id_for_key(idempotency_key)
 
     def get_command(self, command_id: UUID) -> Command | None:
         """Returns the recorded command with this id, or None."""
@@ -128,15 +157,18 @@ class Commands(BankApplication):
             command: object = self.repository.get(command_id)
         except AggregateNotFoundError:
             return None
-        return cast("Command", command)
+        return command if isinstance(command, Command) else None
 
     def _record_command(
-        self, command_class: type[Command], command_id: UUID | None, **arguments: Any
+        self,
+        command_class: type[Command],
+        idempotency_key: str | None,
+        **arguments: Any,
     ) -> UUID:
-        if command_id is None:
+        if idempotency_key is None:
             command_id = uuid4()
         else:
-            command_id = to_account_id(command_id, name="command_id")
+            command_id = self.command_id_for(idempotency_key)
             existing = self.get_command(command_id)
             if existing is not None:
                 return self._check_retry(existing, command_class, arguments)
@@ -144,7 +176,10 @@ class Commands(BankApplication):
         try:
             self.save(command)
         except IntegrityError:
-            # A concurrent retry with the same id got there first.
+            if idempotency_key is None:
+                raise
+            # Taken since we looked: a concurrent retry of the same request is
+            # answered with its id; anything else is a conflict, never swallowed.
             existing = self.get_command(command_id)
             if existing is None:
                 raise
@@ -156,6 +191,6 @@ class Commands(BankApplication):
         existing: Command, command_class: type[Command], arguments: dict[str, Any]
     ) -> UUID:
         if type(existing) is not command_class or existing.arguments() != arguments:
-            msg = f"command id {existing.id} was already used for a different request"
+            msg = "this Idempotency-Key was already used for a different request"
             raise CommandConflictError(msg)
         return existing.id

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
-from uuid import NAMESPACE_URL, UUID, uuid5
+from uuid import UUID  # noqa: TC003 (event annotations are resolved at runtime)
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
 from eventsourcing.dispatch import singledispatchmethod
@@ -11,6 +11,7 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount, RejectedTransaction, ValueCopy
+from bankaccounts.ids import REFUNDS, derived_id
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import (
@@ -91,8 +92,8 @@ class RefundFundsSaga(Saga):
 
     @staticmethod
     def create_id(transfer_id: UUID) -> UUID:
-        """One refund per transfer."""
-        return uuid5(NAMESPACE_URL, f"/refunds/{transfer_id}")
+        """One refund per transfer, in a namespace no client key can reach."""
+        return derived_id(REFUNDS, transfer_id)
 
     @event("Created")
     def __init__(self, transfer_id: UUID, account_id: UUID, amount: Decimal) -> None:
