@@ -9,19 +9,29 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.domain import Snapshot
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    OperationalError,
+    Recording,
+    Transcoding,
+)
+from eventsourcing.utils import get_topic
 
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
     InsufficientFundsError,
+    ProcessingError,
     TransactionError,
 )
+from bankaccounts.storedevents import select_stored_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from eventsourcing.persistence import Recording
+    from eventsourcing.domain import DomainEventProtocol
+    from eventsourcing.persistence import StoredEvent
 
 
 class TransactionErrorAsDict(Transcoding):
@@ -47,6 +57,7 @@ TRANSACTION_ERROR_TYPES: tuple[type[TransactionError], ...] = (
     AccountClosedError,
     InsufficientFundsError,
     AccountNotFoundError,
+    ProcessingError,
 )
 
 
@@ -57,9 +68,28 @@ PAGE_SIZE = 500
 class VersionConflictError(IntegrityError):
     """An application's write was refused: another writer recorded first."""
 
-    def __init__(self, application_name: str, cause: Exception) -> None:
-        """Names the application whose write did not commit."""
+    def __init__(
+        self, application_name: str, cause: Exception, *, is_page: bool = False
+    ) -> None:
+        """Names the application whose write did not commit, and what it was."""
         super().__init__(f"{application_name}: {cause}")
+        self.application_name = application_name
+        #: The write was a follower's page of upstream events (it carried tracking).
+        self.is_page = is_page
+
+
+class PositionTakenError(IntegrityError):
+    """A follower's page was refused: another instance recorded its position first.
+
+    Processing the page again would be refused again, so it is not retried; the
+    follower starts again from the recorded position.
+    """
+
+    def __init__(self, application_name: str, cause: Exception) -> None:
+        """Names the follower whose page did not commit."""
+        super().__init__(
+            f"{application_name}: position taken by another instance: {cause}"
+        )
         self.application_name = application_name
 
 
@@ -110,19 +140,99 @@ class BankApplication(Application[UUID]):
                 self.take_snapshot(event.originator_id, event.originator_version)
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        """Records; if another writer got there first, forgets the stale aggregates.
+        """Records; tells a write that is done from one another writer refused.
 
-        Raises VersionConflictError, naming this application, so that a retry
+        A refused or failed insert may be this very write, committed by an earlier
+        attempt whose acknowledgement was lost (the library retries an insert after
+        an OperationalError): then its events are in the store and the write is
+        done. Otherwise a refused write raises VersionConflictError, naming this
+        application, having forgotten the stale aggregates, so that a retry
         (retry_on_conflict) repeats only a write of its own that did not commit.
+        Nothing is read unless the insert failed.
         """
         try:
             return super()._record(processing_event)
-        except IntegrityError as error:
+        except (IntegrityError, OperationalError) as error:
+            recordings = self._recordings_if_stored(processing_event)
+            if recordings is not None:
+                if self.repository.cache is not None:  # as the library does on success
+                    for aggregate_id, aggregate in processing_event.aggregates.items():
+                        self.repository.cache.put(aggregate_id, aggregate)
+                return recordings
+            if isinstance(error, OperationalError):
+                raise  # not stored: the write failed, and may be tried again
             if self.repository.cache is not None:
                 for aggregate_id in processing_event.aggregates:
                     with contextlib.suppress(KeyError):
                         self.repository.cache.get(aggregate_id, evict=True)
-            raise VersionConflictError(self.name, error) from error
+            raise self._conflict(processing_event, error) from error
+
+    def _recordings_if_stored(
+        self, processing_event: ProcessingEvent[UUID]
+    ) -> list[Recording[UUID]] | None:
+        """The recordings of this write if all its events are stored, else None.
+
+        Events are stored all or none, so all of them stored, each equal to this
+        write's own (same state, its timestamp included), means this write
+        committed. A write of a tracking record only is done once the position is
+        recorded.
+        """
+        events = processing_event.events
+        tracking = processing_event.tracking
+        if not events:
+            return (
+                []
+                if tracking is not None
+                and self.recorder_tracks(
+                    tracking.application_name, tracking.notification_id
+                )
+                else None
+            )
+        stored = select_stored_events(
+            self.recorder, [(e.originator_id, e.originator_version) for e in events]
+        )
+        if stored is None:
+            return None
+        recordings = []
+        for event in events:
+            notification = stored.get((event.originator_id, event.originator_version))
+            if notification is None or not self._is_same_event(event, notification):
+                return None
+            recordings.append(Recording(event, notification))
+        return recordings
+
+    def recorder_tracks(self, application_name: str, notification_id: int) -> bool:
+        """Whether the recorder has recorded this position of the upstream or later."""
+        recorder: Any = self.recorder
+        return bool(recorder.has_tracking_id(application_name, notification_id))
+
+    def _is_same_event(
+        self, event: DomainEventProtocol[UUID], stored: StoredEvent
+    ) -> bool:
+        if stored.topic != get_topic(type(event)):
+            return False
+        if stored.state == self.mapper.to_stored_event(event).state:
+            return True
+        # A cipher makes each encoding differ: compare what the stored one means.
+        return bool(self.mapper.to_domain_event(stored) == event)
+
+    def _conflict(
+        self, processing_event: ProcessingEvent[UUID], error: IntegrityError
+    ) -> IntegrityError:
+        """The error for a refused write: a version taken, or a follower's position."""
+        tracking = processing_event.tracking
+        if tracking is None:
+            return VersionConflictError(self.name, error)
+        events = processing_event.events
+        stored = select_stored_events(
+            self.recorder, [(e.originator_id, e.originator_version) for e in events]
+        )
+        if stored is None or stored:
+            # Another writer took a version this page wanted: the page processed
+            # again from the aggregates as they now are may well commit.
+            return VersionConflictError(self.name, error, is_page=True)
+        # No version was taken, so the tracking record was refused.
+        return PositionTakenError(self.name, error)
 
 
 def sqlite_env(data_dir: str | Path, names: Iterable[str]) -> dict[str, str]:

@@ -1,0 +1,185 @@
+"""Retries that must not repeat what is done: lost commit acknowledgements, conflicts.
+
+A write whose commit was acknowledged to nobody (the connection dropped after
+COMMIT) is retried by the library; the retry is refused by the unique key, and the
+application must then see its own events in the store and call the write done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import sqlite3
+import threading
+from decimal import Decimal
+from typing import TYPE_CHECKING
+from uuid import UUID
+
+import pytest
+from eventsourcing.sqlite import SQLiteConnection
+
+from bankaccounts.simpleapplication import SimpleBankAccountApplication
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+#: The server's answer to COMMIT: CommandComplete ('C', length 11, "COMMIT\0").
+COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
+
+
+class CommitCuttingProxy:
+    """A TCP proxy to PostgreSQL that, when armed, cuts a connection after COMMIT.
+
+    The server has committed when it answers COMMIT; the proxy drops that answer
+    and closes both sides, so the client sees a lost connection for a write that is
+    stored: a commit acknowledged to nobody.
+    """
+
+    def __init__(self, host: str, port: int) -> None:
+        """Listens on a free port of the loopback, forwarding to host:port."""
+        self.target = (host, port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.armed = threading.Event()
+        self.cuts = 0
+        self.closing = threading.Event()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut_after_next_commit(self) -> None:
+        """The next COMMIT that the server acknowledges is answered to nobody."""
+        self.armed.set()
+
+    def close(self) -> None:
+        """Stops accepting and closes every connection."""
+        self.closing.set()
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+    def _accept(self) -> None:
+        while not self.closing.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            threading.Thread(
+                target=self._pump, args=(client, server, False), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(server, client, True), daemon=True
+            ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, answers: bool) -> None:
+        tail = b""
+        try:
+            while data := source.recv(65536):
+                if answers and self.armed.is_set() and COMMIT_COMPLETE in tail + data:
+                    self.armed.clear()
+                    self.cuts += 1
+                    break
+                sink.sendall(data)
+                tail = data[-len(COMMIT_COMPLETE) :]
+        except OSError:
+            pass
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@pytest.fixture
+def proxied_postgres_env(
+    postgres_env: dict[str, str],
+) -> Iterator[tuple[dict[str, str], CommitCuttingProxy]]:
+    """The applications' environment, reaching PostgreSQL through the proxy."""
+    proxy = CommitCuttingProxy(
+        postgres_env["POSTGRES_HOST"], int(postgres_env["POSTGRES_PORT"])
+    )
+    env = {
+        **postgres_env,
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": str(proxy.port),
+    }
+    yield env, proxy
+    proxy.close()
+
+
+@pytest.mark.postgres
+def test_a_deposit_whose_commit_is_acknowledged_to_nobody_is_stored_once(
+    proxied_postgres_env: tuple[dict[str, str], CommitCuttingProxy],
+) -> None:
+    env, proxy = proxied_postgres_env
+    app = SimpleBankAccountApplication(env)
+    try:
+        account_id = app.create_account("Alice")
+
+        proxy.cut_after_next_commit()
+        app.deposit_funds(account_id, "100.00")
+
+        assert proxy.cuts == 1
+        assert app.get_balance(account_id) == Decimal("100.00")
+        fresh = SimpleBankAccountApplication(env)
+        try:
+            assert fresh.get_balance(account_id) == Decimal("100.00")
+            assert len(list(fresh.events.get(account_id))) == 2  # opened, deposited
+        finally:
+            fresh.close()
+    finally:
+        app.close()
+
+
+@pytest.mark.postgres
+def test_an_account_whose_commit_is_acknowledged_to_nobody_is_opened(
+    proxied_postgres_env: tuple[dict[str, str], CommitCuttingProxy],
+) -> None:
+    env, proxy = proxied_postgres_env
+    app = SimpleBankAccountApplication(env)
+    try:
+        proxy.cut_after_next_commit()
+        account_id = app.create_account("Bob")
+
+        assert proxy.cuts == 1
+        assert isinstance(account_id, UUID)
+        assert app.get_account(account_id).name == "Bob"
+        app.deposit_funds(account_id, "1.00")  # the cached account is not stale
+        assert app.get_balance(account_id) == Decimal("1.00")
+    finally:
+        app.close()
+
+
+@pytest.fixture
+def commit_acknowledged_to_nobody(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """When set, SQLite's next COMMIT succeeds, then raises as a lost answer would."""
+    armed = threading.Event()
+    commit = SQLiteConnection.commit
+
+    def commit_then_fail(self: SQLiteConnection) -> None:
+        commit(self)
+        if armed.is_set():
+            armed.clear()
+            msg = "disk I/O error (after COMMIT)"
+            raise sqlite3.OperationalError(msg)
+
+    monkeypatch.setattr(SQLiteConnection, "commit", commit_then_fail)
+    return armed
+
+
+def test_sqlite_a_write_whose_commit_raised_after_storing_is_done(
+    sqlite_env: dict[str, str], commit_acknowledged_to_nobody: threading.Event
+) -> None:
+    app = SimpleBankAccountApplication(sqlite_env)
+    try:
+        commit_acknowledged_to_nobody.set()
+        account_id = app.create_account("Carol")
+        assert not commit_acknowledged_to_nobody.is_set()
+
+        commit_acknowledged_to_nobody.set()
+        app.deposit_funds(account_id, "100.00")
+        assert not commit_acknowledged_to_nobody.is_set()
+
+        assert app.get_balance(account_id) == Decimal("100.00")
+    finally:
+        app.close()
