@@ -31,10 +31,12 @@ from bankaccounts.exceptions import (
     InvalidAmountError,
     InvalidIdempotencyKeyError,
     InvalidTransferError,
+    ProcessingError,
 )
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
+from bankaccounts.system.interface import InterfaceApplication
 from bankaccounts.system.sagas import RefundFundsSaga, Sagas, TransferFundsSaga
 from tests.waiting import wait_for
 
@@ -412,6 +414,90 @@ class SystemScenarios:
         refunded = self.sagas.get_saga(RefundFundsSaga.create_id(transfer_id))
         assert refunded.has_succeeded
         assert self.balance(account_id) == Decimal("102.00")
+
+    # A fault in one transaction is confined to it (issue 9, finding 1).
+
+    def poison(
+        self, application: Any, transaction_ids: set[UUID]
+    ) -> Callable[[], None]:
+        """Makes the application's policy fail on events of these transactions."""
+        policy = application.policy
+
+        def failing_policy(domain_event: Any, processing_event: Any) -> None:
+            transaction_id = getattr(domain_event, "transaction_id", None)
+            if {domain_event.originator_id, transaction_id} & transaction_ids:
+                msg = "a fault injected by the test"
+                raise RuntimeError(msg)
+            policy(domain_event, processing_event)
+
+        application.policy = failing_policy
+
+        def cure() -> None:
+            application.policy = policy
+
+        return cure
+
+    def transaction_view(self, transaction_id: UUID) -> Any:
+        raise_thread_errors(self.runner)
+        interface = self.runner.get(InterfaceApplication)
+        return interface.view.get_transaction(transaction_id)
+
+    def wait_for_failed_view(self, transaction_id: UUID) -> Any:
+        def failed() -> bool:
+            view = self.transaction_view(transaction_id)
+            return view is not None and view.status == "failed"
+
+        wait_for(failed, message=f"{transaction_id} did not end failed")
+        return self.transaction_view(transaction_id)
+
+    def test_a_command_sagas_cannot_process_ends_failed_and_others_flow(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        account_id = self.open_account("100.00")
+        key = "poisoned-command"
+        poisoned = self.commands.command_id_for(key)
+        self.poison(self.sagas, {poisoned})
+        with caplog.at_level("ERROR"):
+            assert self.commands.deposit_funds(account_id, "1.00", key) == poisoned
+            self.assert_succeeded(self.commands.deposit_funds(account_id, "2.00"))
+            view = self.wait_for_failed_view(poisoned)
+        assert view.error == (
+            "The bank could not process this deposit (RuntimeError); no money was moved"
+        )
+        assert self.find_saga(poisoned) is None
+        assert self.balance(account_id) == Decimal("102.00")
+        errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+        assert any(
+            "Sagas: cannot process DepositFundsCommand.Created" in message
+            and f"aggregate {poisoned}" in message
+            and "from Commands at position" in message
+            and "RuntimeError: a fault injected by the test" in message
+            for message in errors
+        ), errors
+
+    def test_a_step_accounts_cannot_apply_fails_its_saga_and_refunds(self) -> None:
+        account_id1 = self.open_account("100.00")
+        account_id2 = self.open_account()
+        # The debit goes through; the credit to account 2 fails; the refund works.
+        accounts_policy = self.accounts.policy
+
+        def failing_credit(domain_event: Any, processing_event: Any) -> None:
+            if isinstance(domain_event, TransferFundsSaga.DebitRecorded):  # type: ignore[attr-defined]
+                msg = "a fault injected by the test"
+                raise RuntimeError(msg)
+            accounts_policy(domain_event, processing_event)
+
+        self.accounts.policy = failing_credit  # type: ignore[method-assign]
+        transfer_id = self.commands.transfer_funds(account_id1, account_id2, "10.00")
+        refund_id = RefundFundsSaga.create_id(transfer_id)
+        self.assert_errored(transfer_id, ProcessingError(account_id2))
+        assert self.sagas.get_saga(refund_id).has_succeeded
+        other = self.commands.deposit_funds(account_id2, "5.00")
+        self.assert_succeeded(other)
+        assert self.balance(account_id1) == Decimal("100.00")
+        assert self.balance(account_id2) == Decimal("5.00")
+        view = self.wait_for_failed_view(transfer_id)
+        assert view.error.startswith("The bank could not process this transaction")
 
     # Bad input.
 

@@ -10,7 +10,11 @@ from eventsourcing.utils import get_topic
 
 from bankaccounts.accountapplication import AccountApplication, retry_on_conflict
 from bankaccounts.domainmodel import RejectedTransaction
-from bankaccounts.exceptions import AccountNotFoundError, TransactionError
+from bankaccounts.exceptions import (
+    AccountNotFoundError,
+    ProcessingError,
+    TransactionError,
+)
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.sagas import (
     DepositFundsSaga,
@@ -30,6 +34,16 @@ if TYPE_CHECKING:
     from eventsourcing.utils import EnvType
 
     from bankaccounts.system.batching import Job
+
+
+#: The account each saga event asks Accounts to change.
+TARGET_ACCOUNT: dict[type[Any], str] = {
+    DepositFundsSaga.Created: "credit_account_id",
+    WithdrawFundsSaga.Created: "debit_account_id",
+    TransferFundsSaga.Created: "debit_account_id",
+    TransferFundsSaga.DebitRecorded: "credit_account_id",  # type: ignore[attr-defined]
+    RefundFundsSaga.Created: "account_id",
+}
 
 
 class Accounts(AccountApplication, BatchProcessApplication):
@@ -59,6 +73,30 @@ class Accounts(AccountApplication, BatchProcessApplication):
         """Processes a page again if a client write elsewhere took a version."""
         process = super().process_events
         retry_on_conflict(self, lambda: process(jobs))
+
+    def outcome_of_failure(
+        self, domain_event: Any, error: Exception
+    ) -> list[RejectedTransaction] | None:
+        """A transaction that cannot be applied is rejected; its saga then fails.
+
+        Nothing of it was applied (the failed page was not committed), so the saga
+        ends as for any refused step: a transfer whose credit fails is refunded.
+        """
+        account_id = self._target_account(domain_event)
+        if account_id is None:
+            return None
+        return [
+            RejectedTransaction(
+                transaction_id=domain_event.originator_id,
+                account_id=account_id,
+                error=ProcessingError(account_id),
+            )
+        ]
+
+    @staticmethod
+    def _target_account(domain_event: Any) -> UUID | None:
+        attribute = TARGET_ACCOUNT.get(type(domain_event))
+        return None if attribute is None else getattr(domain_event, attribute)
 
     @singledispatchmethod
     def policy(

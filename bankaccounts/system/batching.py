@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from eventsourcing.system import ProcessApplication
 
 from bankaccounts.infrastructure import PAGE_SIZE
@@ -13,10 +15,32 @@ from bankaccounts.infrastructure import PAGE_SIZE
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventsourcing.domain import DomainEventProtocol
+    from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
     from eventsourcing.persistence import Tracking
 
 Job = tuple["DomainEventProtocol[UUID]", "Tracking"]
+
+logger = logging.getLogger(__name__)
+
+
+class UnprocessableEventError(Exception):
+    """A follower cannot process an event and has no outcome for it: it stops there."""
+
+    def __init__(self, follower: str, upstream: str, position: int, event: str) -> None:
+        """Names the follower, the upstream, the event's position and its type."""
+        super().__init__(
+            f"{follower} cannot process {event} from {upstream} at position "
+            f"{position}; it stops there and tries again later"
+        )
+        self.follower = follower
+        self.upstream = upstream
+        self.position = position
+        self.event = event
+
+
+#: Failures of the database or of concurrency: the page is tried again as a whole
+#: (by the runner, the worker or retry_on_conflict), never skipped.
+RETRIED_ERRORS = (OperationalError, InterfaceError, IntegrityError)
 
 
 class BatchProcessApplication(ProcessApplication[UUID]):
@@ -34,7 +58,29 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     def pull_and_process(
         self, leader_name: str, start: int | None = None, stop: int | None = None
     ) -> None:
-        """Pulls new events of the leader and processes each page in one commit."""
+        """Pulls new events of the leader and processes each page in one commit.
+
+        The library's runners call this; a failure is logged, not raised, so that
+        it does not reach the writer whose event prompted the runner (and, in the
+        MultiThreadedRunner, end the follower's thread).
+        """
+        try:
+            self._pull_and_process(leader_name, start, stop)
+        except UnprocessableEventError as error:
+            logger.error("%s", error)  # the cause was logged with its traceback
+        except Exception:
+            # The runner prompts again (on new events and at every catch-up), and
+            # the follower resumes from its tracking position: nothing is skipped.
+            logger.exception(
+                "%s: following %s failed; it resumes from its position when "
+                "prompted again",
+                self.name,
+                leader_name,
+            )
+
+    def _pull_and_process(
+        self, leader_name: str, start: int | None, stop: int | None
+    ) -> None:
         if start is None:
             start = self.recorder.max_tracking_id(leader_name)
         for notifications in self.pull_notifications(
@@ -46,8 +92,78 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             if jobs:
                 self.process_events(jobs)
 
+    def process_event(self, domain_event: Any, tracking: Tracking) -> None:
+        """Processes one event (the library's per-event runners call this)."""
+        self.process_events([(domain_event, tracking)])
+
     def process_events(self, jobs: Sequence[Job]) -> None:
-        """Processes events of one leader in order, recorded with the last tracking."""
+        """Processes events of one leader in order, recorded with the last tracking.
+
+        If the page fails for another reason than the database or a concurrent
+        writer, its events are processed one by one, so that one event that cannot
+        be processed (a bug, a poison event) does not hold up the others. That
+        event is logged at ERROR and given to `outcome_of_failure`: what the
+        application records instead (the transaction ends failed), or None to stop
+        at it, as a follower does when it cannot know the right outcome.
+        """
+        try:
+            self._process_page(jobs)
+        except RETRIED_ERRORS:
+            raise
+        except Exception as error:
+            if len(jobs) == 1:
+                self._process_failed(jobs[0], error)
+                return
+            logger.warning(
+                "%s: a page of %d events from %s failed; processing them one by one",
+                self.name,
+                len(jobs),
+                jobs[0][1].application_name,
+            )
+            for job in jobs:
+                try:
+                    self._process_page([job])
+                except RETRIED_ERRORS:
+                    raise
+                except Exception as error:
+                    self._process_failed(job, error)
+
+    def outcome_of_failure(
+        self, domain_event: Any, error: Exception
+    ) -> Sequence[MutableOrImmutableAggregate[UUID]] | None:
+        """What to record when an event cannot be processed; None stops here."""
+        return None
+
+    def _process_failed(self, job: Job, error: Exception) -> None:
+        domain_event, tracking = job
+        logger.error(
+            "%s: cannot process %s (aggregate %s, version %s) from %s at position "
+            "%d: %s: %s",
+            self.name,
+            type(domain_event).__qualname__,
+            domain_event.originator_id,
+            domain_event.originator_version,
+            tracking.application_name,
+            tracking.notification_id,
+            type(error).__name__,
+            error,
+            exc_info=error,
+        )
+        aggregates = self.outcome_of_failure(domain_event, error)
+        if aggregates is None:
+            raise UnprocessableEventError(
+                self.name,
+                tracking.application_name,
+                tracking.notification_id,
+                type(domain_event).__qualname__,
+            ) from error
+        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event.collect_events(*aggregates)
+        with self.processing_lock:
+            recordings = self._record(processing_event)
+        self._notify(recordings)
+
+    def _process_page(self, jobs: Sequence[Job]) -> None:
         with self.processing_lock:
             processing_event = ProcessingEvent[UUID](tracking=jobs[-1][1])
             for domain_event, _ in jobs:

@@ -17,6 +17,7 @@ from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
     InsufficientFundsError,
+    ProcessingError,
     TransactionError,
 )
 from bankaccounts.infrastructure import BankApplication
@@ -30,6 +31,7 @@ from bankaccounts.system.readmodel import (
     ViewChanges,
 )
 from bankaccounts.system.sagas import (
+    AbortedTransaction,
     DepositFundsSaga,
     Saga,
     TransferFundsSaga,
@@ -70,6 +72,7 @@ def _topics() -> tuple[str, ...]:
         *(saga_class.Created for saga_class in SAGA_KINDS),
         Saga.Succeeded,  # type: ignore[attr-defined]
         Saga.Errored,  # type: ignore[attr-defined]
+        AbortedTransaction.Recorded,  # type: ignore[attr-defined]
     ]
     return tuple(get_topic(cls) for cls in [*account_events, *saga_events])
 
@@ -163,6 +166,8 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             return f"{label[0].upper()}{label[1:]} is closed"
         if isinstance(error, AccountNotFoundError):
             return f"Account {error.account_id} does not exist"
+        if isinstance(error, ProcessingError):
+            return f"The bank could not process this transaction on {label}"
         return str(error)
 
     @singledispatchmethod
@@ -247,6 +252,21 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             amount=domain_event.amount,
             status="pending",
             error=None,
+            created_at=domain_event.timestamp,
+            updated_at=domain_event.timestamp,
+        )
+        self._change_transaction(processing_event, transaction)
+
+    @policy.register(AbortedTransaction.Recorded)  # type: ignore[attr-defined]
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        transaction = TransactionView(
+            id=domain_event.transaction_id,
+            kind=domain_event.kind,
+            debit_account_id=domain_event.debit_account_id,
+            credit_account_id=domain_event.credit_account_id,
+            amount=domain_event.amount,
+            status="failed",
+            error=domain_event.reason,
             created_at=domain_event.timestamp,
             updated_at=domain_event.timestamp,
         )

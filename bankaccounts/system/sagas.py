@@ -11,10 +11,11 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount, RejectedTransaction, ValueCopy
-from bankaccounts.ids import REFUNDS, derived_id
+from bankaccounts.ids import ABORTED_TRANSACTIONS, REFUNDS, derived_id
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import (
+    Command,
     DepositFundsCommand,
     TransferFundsCommand,
     WithdrawFundsCommand,
@@ -160,6 +161,45 @@ class TransferFundsSaga(Saga):
         self.refund_id = refund_id
 
 
+class AbortedTransaction(ValueCopy, Aggregate):
+    """A request that Sagas could not turn into a saga: it ended failed, nothing moved.
+
+    Recorded when processing a command fails for a reason of the bank's own (a
+    fault), so that the client learns the outcome instead of waiting for ever.
+    """
+
+    @staticmethod
+    def create_id(transaction_id: UUID) -> UUID:
+        """One per transaction, in a namespace of its own."""
+        return derived_id(ABORTED_TRANSACTIONS, transaction_id)
+
+    @event("Recorded")
+    def __init__(
+        self,
+        transaction_id: UUID,
+        kind: str,
+        debit_account_id: UUID | None,
+        credit_account_id: UUID | None,
+        amount: Decimal,
+        reason: str,
+    ) -> None:
+        """Records the request and why it was not carried out."""
+        self.transaction_id = transaction_id
+        self.kind = kind
+        self.debit_account_id = debit_account_id
+        self.credit_account_id = credit_account_id
+        self.amount = amount
+        self.reason = reason
+
+
+#: The kind of transaction each command asks for, as clients see it.
+COMMAND_KINDS: dict[type[Command], str] = {
+    DepositFundsCommand: "deposit",
+    WithdrawFundsCommand: "withdrawal",
+    TransferFundsCommand: "transfer",
+}
+
+
 class Sagas(BankApplication, BatchProcessApplication):
     """Turns commands into sagas and moves each saga on as Accounts reports back."""
 
@@ -174,6 +214,32 @@ class Sagas(BankApplication, BatchProcessApplication):
             RejectedTransaction.Recorded,  # type: ignore[attr-defined]
         )
     )
+
+    def outcome_of_failure(
+        self, domain_event: Any, error: Exception
+    ) -> list[AbortedTransaction] | None:
+        """A command that cannot be carried out ends failed; nothing was moved yet.
+
+        Other events report what Accounts did: their right outcome is unknown, so
+        the follower stops at them (and says so) rather than guess.
+        """
+        kinds = {cls.Created: kind for cls, kind in COMMAND_KINDS.items()}
+        kind = kinds.get(type(domain_event))
+        if kind is None:
+            return None
+        return [
+            AbortedTransaction(
+                transaction_id=domain_event.originator_id,
+                kind=kind,
+                debit_account_id=getattr(domain_event, "debit_account_id", None),
+                credit_account_id=getattr(domain_event, "credit_account_id", None),
+                amount=domain_event.amount,
+                reason=(
+                    f"The bank could not process this {kind} "
+                    f"({type(error).__name__}); no money was moved"
+                ),
+            )
+        ]
 
     def get_saga(self, transaction_id: UUID) -> Saga:
         """Returns the saga of a transaction (raises AggregateNotFoundError if none)."""
