@@ -7,10 +7,19 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
-from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
+from eventsourcing.persistence import ConnectionPoolClosedError, PersistenceError
+from eventsourcing.popo import POPOFactory
+from eventsourcing.postgres import PostgresFactory
+from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.system import ProcessApplication
 
 from bankaccounts.infrastructure import PAGE_SIZE
+from bankaccounts.system.followers import (
+    PAGE_START,
+    FollowerRecorder,
+    POPOFollowerRecorder,
+)
+from bankaccounts.system.sqlite import SQLiteFollowerRecorder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -38,9 +47,10 @@ class UnprocessableEventError(Exception):
         self.event = event
 
 
-#: Failures of the database or of concurrency: the page is tried again as a whole
-#: (by the runner, the worker or retry_on_conflict), never skipped.
-RETRIED_ERRORS = (OperationalError, InterfaceError, IntegrityError)
+#: Failures of the database or of concurrency (a refused write is an IntegrityError):
+#: the page is tried again as a whole (by the runner, the worker or
+#: retry_on_conflict), never skipped nor taken for a fault of the event.
+RETRIED_ERRORS = (PersistenceError, ConnectionPoolClosedError)
 
 
 class BatchProcessApplication(ProcessApplication[UUID]):
@@ -54,6 +64,31 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     """
 
     pull_section_size = PAGE_SIZE
+
+    def construct_recorder(self) -> FollowerRecorder:
+        """The library's process recorder with the page guard and failures record."""
+        factory = self.factory
+        recorder: FollowerRecorder
+        if isinstance(factory, POPOFactory):
+            return POPOFollowerRecorder()
+        if isinstance(factory, SQLiteFactory):
+            recorder = SQLiteFollowerRecorder(factory.datastore)
+        elif isinstance(factory, PostgresFactory):
+            # Table names as the library's factory makes them.
+            from bankaccounts.system.postgres import PostgresFollowerRecorder
+
+            prefix = self.name.lower()
+            recorder = PostgresFollowerRecorder(
+                factory.datastore,
+                events_table_name=f"{prefix}_events",
+                tracking_table_name=f"{prefix}_tracking",
+            )
+        else:
+            msg = f"No follower recorder for {type(factory).__name__}"
+            raise NotImplementedError(msg)
+        if factory.env_create_table():
+            recorder.create_table()
+        return recorder
 
     def pull_and_process(
         self, leader_name: str, start: int | None = None, stop: int | None = None
@@ -166,6 +201,10 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     def _process_page(self, jobs: Sequence[Job]) -> None:
         with self.processing_lock:
             processing_event = ProcessingEvent[UUID](tracking=jobs[-1][1])
+            if len(jobs) > 1:
+                # The first event's tracking too: the page is refused if another
+                # instance has recorded any of it (see followers.py).
+                processing_event.saved_kwargs[PAGE_START] = jobs[0][1]
             for domain_event, _ in jobs:
                 self.policy(domain_event, processing_event)
             recordings = self._record(processing_event)
