@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -10,7 +11,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
 from bankaccounts import bootstrap
-from bankaccounts.web.api import require_account
+from bankaccounts.system.commands import Commands
+from bankaccounts.web.api import require_account, transaction_status
+from bankaccounts.web.schemas import TransactionOut
 from tests.webclient import bank_client, deposit, open_account
 
 if TYPE_CHECKING:
@@ -38,7 +41,7 @@ def test_open_get_and_list_accounts(client: TestClient) -> None:
     assert account["overdraft_limit"] == "0.00"
     assert account["is_closed"] is False
     assert client.get(f"/api/accounts/{account['id']}").json() == account
-    unnamed = client.post("/api/accounts").json()
+    unnamed = client.post("/api/accounts", json={}).json()
     assert unnamed["name"] is None
     listed = client.get("/api/accounts").json()
     assert [a["id"] for a in listed] == [account["id"], unnamed["id"]]
@@ -93,7 +96,7 @@ def test_transfer_and_failed_transfer_refunds(client: TestClient) -> None:
     body = {"debit_account_id": alice, "credit_account_id": bob, "amount": "20"}
     response = client.post("/api/transfers?wait=true", json=body)
     assert response.json()["status"] == "succeeded"
-    assert client.post(f"/api/accounts/{bob}/close").status_code == 200
+    assert client.post(f"/api/accounts/{bob}/close", json={}).status_code == 200
     response = client.post("/api/transfers?wait=true", json=body)
     assert response.json()["status"] == "failed"
     assert response.json()["error"] == "Bob's account is closed"
@@ -113,34 +116,53 @@ def test_overdraft_limit_and_close(client: TestClient) -> None:
     ).json()
     assert answer["status"] == "succeeded"
     assert client.get(f"/api/accounts/{alice}").json()["balance"] == "-500.00"
-    closed = client.post(f"/api/accounts/{alice}/close")
+    closed = client.post(f"/api/accounts/{alice}/close", json={})
     assert closed.status_code == 200
     assert closed.json()["is_closed"] is True
-    assert client.post(f"/api/accounts/{alice}/close").status_code == 409
+    assert client.post(f"/api/accounts/{alice}/close", json={}).status_code == 409
     again = client.put(
         f"/api/accounts/{alice}/overdraft-limit", json={"overdraft_limit": "1"}
     )
     assert again.status_code == 409
-    assert client.post(f"/api/accounts/{uuid.uuid4()}/close").status_code == 404
+    assert (
+        client.post(f"/api/accounts/{uuid.uuid4()}/close", json={}).status_code == 404
+    )
+
+
+PLAIN_FORM = "must be a plain decimal number such as 12.34"
 
 
 @pytest.mark.parametrize(
     ("amount", "reason"),
     [
-        (12.345, "2 decimal places"),
-        ("12.345", "2 decimal places"),
-        ("NaN", "finite"),
-        ("Infinity", "finite"),
-        ("-Infinity", "finite"),
+        (12.345, "at most 2 decimal places"),
+        ("12.345", "at most 2 decimal places"),
+        ("NaN", PLAIN_FORM),
+        ("Infinity", PLAIN_FORM),
+        ("-Infinity", PLAIN_FORM),
         ("-5", "greater than zero"),
         (0, "greater than zero"),
-        ("1000000000000.01", "at most"),
-        ("twelve", "not a number"),
-        ("", "not a number"),
+        (-3, "greater than zero"),
+        ("1000000000000.01", "at most 1,000,000,000,000.00"),
+        (10**13, "at most 1,000,000,000,000.00"),
+        ("twelve", PLAIN_FORM),
+        ("", "is missing"),
         (None, "decimal string or an integer"),
         (True, "decimal string or an integer"),
         ([1], "decimal string or an integer"),
+        # Issue 9: too lenient for money, or a 500.
+        ("1e3", PLAIN_FORM),
+        ("1_000", PLAIN_FORM),
+        ("\u0661\u0662", "with the digits 0 to 9"),
+        ("\uff15", "with the digits 0 to 9"),
+        (" 5", "must not contain spaces"),
+        ("5.", PLAIN_FORM),
+        (".5", PLAIN_FORM),
+        ("+5", "without a sign"),
+        ("1e999999999999", PLAIN_FORM),
+        ("9" * 60_000, "at most 1,000,000,000,000.00"),
     ],
+    ids=lambda value: repr(value)[:20],
 )
 def test_bad_amounts_are_refused_and_record_nothing(
     client: TestClient, amount: object, reason: str
@@ -161,19 +183,75 @@ def test_bad_amounts_are_refused_and_record_nothing(
         detail = response.json()["detail"][0]
         assert detail["field"] == "amount"
         assert reason in detail["msg"]
+        assert len(response.content) < 1000  # the input is not repeated
     assert feed_position(client) == before
 
 
-def test_json_nan_and_infinity_literals_are_refused(client: TestClient) -> None:
+def post_raw(client: TestClient, path: str, body: bytes) -> Any:
+    """Posts a JSON body exactly as written (json= would go through a float)."""
+    return client.post(path, content=body, headers={"content-type": "application/json"})
+
+
+def test_json_numbers_are_judged_by_their_literal_text(client: TestClient) -> None:
     alice = open_account(client)
-    for literal in (b"NaN", b"Infinity", b"-Infinity", b"1e999"):
-        response = client.post(
-            f"/api/accounts/{alice}/deposits",
-            content=b'{"amount": ' + literal + b"}",
-            headers={"content-type": "application/json"},
+    before = feed_position(client)
+    path = f"/api/accounts/{alice}/deposits"
+    for literal, reason in [
+        (b"NaN", PLAIN_FORM),
+        (b"Infinity", PLAIN_FORM),
+        (b"-Infinity", PLAIN_FORM),
+        (b"1e999", PLAIN_FORM),
+        (b"1e3", PLAIN_FORM),
+        (b"1.5e1", PLAIN_FORM),
+        (b"1e999999999999", PLAIN_FORM),
+        (b"1.0000000000000001", "at most 2 decimal places"),
+        (b"12.340", "at most 2 decimal places"),
+        (b"-5.0", "greater than zero"),
+        (b"0.00", "greater than zero"),
+        (b"1" + b"0" * 30, "at most 1,000,000,000,000.00"),
+        (b"9" * 60_000, "at most 1,000,000,000,000.00"),
+    ]:
+        response = post_raw(client, path, b'{"amount": ' + literal + b"}")
+        assert response.status_code == 422, literal[:20]
+        detail = response.json()["detail"][0]
+        assert detail["field"] == "amount"
+        assert reason in detail["msg"], (literal[:20], detail["msg"])
+    assert feed_position(client) == before
+    for literal, amount in [(b"12.34", "12.34"), (b"7", "7.00"), (b"0.5", "0.50")]:
+        response = post_raw(
+            client, f"{path}?wait=true", b'{"amount": ' + literal + b"}"
         )
-        assert response.status_code == 422, literal
-        assert response.json()["detail"][0]["field"] == "amount"
+        assert response.status_code == 200, response.text
+        transaction = client.get(
+            f"/api/transactions/{response.json()['transaction_id']}"
+        ).json()
+        assert transaction["amount"] == amount
+
+
+def test_hostile_bodies_are_a_clear_422(client: TestClient) -> None:
+    alice = open_account(client)
+    before = feed_position(client)
+    for body in [
+        b"[" * 60_000,
+        b'{"amount": ' + b"[" * 60_000 + b"}",
+        b'{"amount": "1"',
+        b"\xff\xfe",
+        b'{"amount": "1", "amount": 1e3}',
+        b"1e3",
+        b'"5"',
+    ]:
+        response = post_raw(client, f"/api/accounts/{alice}/deposits", body)
+        assert response.status_code == 422, (body[:20], response.text[:200])
+    # Not the amount, but a JSON number where text is expected: never read as text.
+    response = post_raw(
+        client,
+        "/api/transfers",
+        b'{"debit_account_id": 1e3, "credit_account_id": 2.5, "amount": "1"}',
+    )
+    assert response.status_code == 422
+    response = post_raw(client, "/api/accounts", b'{"name": 1.5}')
+    assert response.status_code == 422
+    assert feed_position(client) == before
 
 
 def test_bad_ids_self_transfer_and_unknown_accounts(client: TestClient) -> None:
@@ -210,12 +288,35 @@ def test_bad_names_and_limits(client: TestClient) -> None:
     assert client.post("/api/accounts", json={"name": "x" * 101}).status_code == 422
     assert client.post("/api/accounts", json={"name": 5}).status_code == 422
     alice = open_account(client)
-    for limit in ("-1", "1.234", "NaN"):
+    before = feed_position(client)
+    for limit, reason in [
+        ("-1", "Overdraft limit must not be negative"),
+        ("1.234", "Overdraft limit must have at most 2 decimal places"),
+        ("NaN", "Overdraft limit must be a plain decimal number"),
+        ("1e999999999999", "Overdraft limit must be a plain decimal number"),
+        ("1e3", "Overdraft limit must be a plain decimal number"),
+        ("9" * 60_000, "Overdraft limit must be at most 1,000,000,000,000.00"),
+    ]:
         response = client.put(
             f"/api/accounts/{alice}/overdraft-limit", json={"overdraft_limit": limit}
         )
         assert response.status_code == 422
-        assert response.json()["detail"][0]["field"] == "overdraft_limit"
+        detail = response.json()["detail"][0]
+        assert detail["field"] == "overdraft_limit"
+        assert detail["msg"].startswith(reason), detail["msg"]
+    response = client.put(
+        f"/api/accounts/{alice}/overdraft-limit",
+        content=b'{"overdraft_limit": 1e999999999999}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert feed_position(client) == before
+    response = client.put(
+        f"/api/accounts/{alice}/overdraft-limit",
+        content=b'{"overdraft_limit": 0}',
+        headers={"content-type": "application/json"},
+    )
+    assert response.json()["overdraft_limit"] == "0.00"
 
 
 def test_idempotency_key_returns_the_same_transaction(client: TestClient) -> None:
@@ -225,12 +326,124 @@ def test_idempotency_key_returns_the_same_transaction(client: TestClient) -> Non
     path = f"/api/accounts/{alice}/deposits?wait=true"
     first = client.post(path, json={"amount": "10"}, headers=headers).json()
     second = client.post(path, json={"amount": "10"}, headers=headers).json()
-    assert first["transaction_id"] == second["transaction_id"] == key
+    assert first["transaction_id"] == second["transaction_id"]
+    # The key names the request; the transaction's id is the bank's own.
+    assert first["transaction_id"] != key
     assert client.get(f"/api/accounts/{alice}").json()["balance"] == "10.00"
     conflict = client.post(path, json={"amount": "11"}, headers=headers)
     assert conflict.status_code == 409
-    bad_key = client.post(path, json={"amount": "10"}, headers={"Idempotency-Key": "x"})
-    assert bad_key.status_code == 422
+    assert "Idempotency-Key" in conflict.json()["detail"]
+    before = feed_position(client)
+    for bad in [
+        "",
+        "x" * 65,
+        "a b",
+        "\xe9".encode("latin-1"),
+        "<script>",
+        "k" * 10_000,
+    ]:
+        response = client.post(
+            path, json={"amount": "10"}, headers={"Idempotency-Key": bad}
+        )
+        assert response.status_code == 422, bad[:20]
+        detail = response.json()["detail"][0]
+        assert "Idempotency-Key must be 1 to 64 characters" in detail["msg"]
+        assert len(response.content) < 1000
+    assert feed_position(client) == before
+    fine = client.post(path, json={"amount": "1"}, headers={"Idempotency-Key": "x"})
+    assert fine.status_code == 200
+
+
+def test_a_replayed_key_answers_the_real_status(client: TestClient) -> None:
+    """Finished: 200 with the final status, as ?wait=true; pending: 202."""
+    alice = open_account(client, "Alice")
+    path = f"/api/accounts/{alice}/withdrawals"
+    key = {"Idempotency-Key": "withdraw-1"}
+    first = client.post(f"{path}?wait=true", json={"amount": "5"}, headers=key)
+    assert first.json()["status"] == "failed"
+    again = client.post(path, json={"amount": "5"}, headers=key)
+    assert again.status_code == 200
+    assert again.json() == first.json()
+    assert again.json()["error"] == "Insufficient funds in Alice's account"
+    deposited = client.post(
+        f"/api/accounts/{alice}/deposits?wait=true",
+        json={"amount": "3"},
+        headers={"Idempotency-Key": "deposit-1"},
+    ).json()
+    replayed = client.post(
+        f"/api/accounts/{alice}/deposits",
+        json={"amount": "3"},
+        headers={"Idempotency-Key": "deposit-1"},
+    )
+    assert replayed.status_code == 200
+    assert replayed.json() == deposited
+    assert deposited["status"] == "succeeded"
+    assert client.get(f"/api/accounts/{alice}").json()["balance"] == "3.00"
+
+
+def test_a_pending_transaction_is_shown_in_full() -> None:
+    """Recorded by Commands, not yet in the read model: the documented shape."""
+    commands = Commands(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
+    alice, bob = uuid.uuid4(), uuid.uuid4()
+    transaction_id = commands.transfer_funds(alice, bob, "2.50")
+
+    class EmptyView:
+        def get_transaction(self, _: uuid.UUID) -> None:
+            return None
+
+    bank = SimpleNamespace(
+        commands=commands, interface=SimpleNamespace(view=EmptyView())
+    )
+    status = transaction_status(bank, transaction_id)  # type: ignore[arg-type]
+    assert status is not None
+    assert set(status) == set(TransactionOut.model_fields)
+    assert status["status"] == "pending"
+    assert status["kind"] == "transfer"
+    assert status["amount"] == "2.50"
+    assert status["debit_account_id"] == str(alice)
+    assert status["credit_account_id"] == str(bob)
+    assert transaction_status(bank, uuid.uuid4()) is None  # type: ignore[arg-type]
+
+
+def test_transactions_of_an_unknown_account_are_404(client: TestClient) -> None:
+    alice = open_account(client)
+    assert client.get(f"/api/transactions?account_id={alice}").json() == []
+    unknown = uuid.uuid4()
+    response = client.get(f"/api/transactions?account_id={unknown}")
+    assert response.status_code == 404
+    assert response.json()["detail"] == f"Account not found: account {unknown}"
+
+
+def test_openapi_documents_the_answers_and_the_amount_rule(
+    client: TestClient,
+) -> None:
+    schema = client.get("/openapi.json").json()
+    paths = schema["paths"]
+
+    def codes(path: str, method: str) -> set[str]:
+        return set(paths[path][method]["responses"])
+
+    for path in ("/api/accounts/{account_id}/deposits", "/api/transfers"):
+        assert {"200", "202", "404", "409", "422"} <= codes(path, "post")
+        parameters = paths[path]["post"]["parameters"]
+        key = next(p for p in parameters if p["name"] == "Idempotency-Key")
+        assert "64" in key["description"]
+    assert {"200", "404", "409", "422"} <= codes(
+        "/api/accounts/{account_id}/overdraft-limit", "put"
+    )
+    assert {"200", "404", "409", "422"} <= codes(
+        "/api/accounts/{account_id}/close", "post"
+    )
+    assert {"200", "404", "422"} <= codes("/api/transactions", "get")
+    assert {"200", "404", "422"} <= codes("/api/transactions/{transaction_id}", "get")
+    assert {"201", "422"} <= codes("/api/accounts", "post")
+    amount = schema["components"]["schemas"]["AmountIn"]["properties"]["amount"]
+    text = next(option for option in amount["anyOf"] if option["type"] == "string")
+    assert text["pattern"] == r"^[0-9]+(\.[0-9]{1,2})?$"
+    assert "1e3" in amount["description"]
+    assert amount["examples"] == ["12.34"]
+    limit = schema["components"]["schemas"]["OverdraftLimitIn"]["properties"]
+    assert "Zero or more" in limit["overdraft_limit"]["description"]
 
 
 def test_state_and_openapi_docs(client: TestClient) -> None:
