@@ -313,3 +313,171 @@ def test_an_overrun_while_waiting_for_messages_closes_1013(
     wait_for(lambda: sender.done(), message="overrun sender did not give up")
     hub.disconnect(feed_client)
     assert stalled.closed_with == RECONNECT_CLOSE_CODE
+
+
+def feed_position(client: TestClient) -> int:
+    position: int = client.get("/api/state").json()["position"]
+    return position
+
+
+def next_reply(ws: Any) -> dict[str, Any]:
+    """The next ack or error (feed messages may come between)."""
+    return read_until(ws, lambda m: m["type"] in ("ack", "error"))[-1]
+
+
+RAW = "\x00raw\x00"
+
+
+def raw(message: dict[str, Any], literal: str) -> str:
+    """The message as JSON text, with the RAW value written as this literal."""
+    return json.dumps(message).replace(json.dumps(RAW), literal)
+
+
+def test_hostile_frames_get_an_error_reply_and_record_nothing(
+    client: TestClient,
+) -> None:
+    alice = open_account(client, "Alice")
+    deposit_to = {"type": "deposit", "credit_account_id": alice}
+    before = feed_position(client)
+    plain_form = "Amount must be a plain decimal number such as 12.34"
+    hostile: list[tuple[str | bytes, str]] = [
+        (b"\x00\x01binary", "Binary frames are not read: send JSON text"),
+        (b'{"type": "deposit"}', "Binary frames are not read: send JSON text"),
+        ("{not json", "Malformed JSON"),
+        ("", "Malformed JSON"),
+        ("[" * 60_000, "Malformed JSON"),
+        ('{"a":' * 10_000 + "1" + "}" * 10_000, "Malformed JSON"),
+        ("5", "A request must be a JSON object"),
+        ('"deposit"', "A request must be a JSON object"),
+        ("null", "A request must be a JSON object"),
+        ("[1, 2]", "A request must be a JSON object"),
+        (
+            '{"type": "steal", "amount": "1"}',
+            "type must be deposit, withdraw or transfer",
+        ),
+        (
+            '{"type": "' + "x" * 60_000 + '"}',
+            "type must be deposit, withdraw or transfer",
+        ),
+        ('{"amount": "1"}', "type must be deposit, withdraw or transfer"),
+        (json.dumps({**deposit_to, "amount": "1e999999999999"}), plain_form),
+        (json.dumps({**deposit_to, "amount": "9" * 60_000}), "Amount must be at most"),
+        (json.dumps({**deposit_to, "amount": "1e3"}), plain_form),
+        (json.dumps({**deposit_to, "amount": " 5"}), "Amount must not contain spaces"),
+        (
+            raw({**deposit_to, "amount": RAW}, "1.0000000000000001"),
+            "Amount must have at most 2 decimal places",
+        ),
+        (
+            raw({**deposit_to, "amount": RAW}, "1e3"),
+            plain_form,
+        ),
+        (
+            raw({**deposit_to, "amount": RAW}, "NaN"),
+            plain_form,
+        ),
+        (json.dumps({**deposit_to, "amount": "1", "x" * 60_000: 1}), "Extra inputs"),
+    ]
+    with client.websocket_connect("/ws") as ws:
+        read_backlog(ws)
+        for frame, words in hostile:
+            if isinstance(frame, bytes):
+                ws.send_bytes(frame)
+            else:
+                ws.send_text(frame)
+            reply = next_reply(ws)
+            assert reply["type"] == "error", frame[:40]
+            assert reply["error"].startswith(words), (frame[:40], reply)
+            assert len(json.dumps(reply)) < 500, frame[:40]  # nothing echoed back
+        assert feed_position(client) == before
+        # The connection still works.
+        ws.send_json({**deposit_to, "amount": "1", "request_id": "ok"})
+        assert next_reply(ws) == {
+            "type": "ack",
+            "request_id": "ok",
+            "transaction_id": ANY_TEXT,
+        }
+
+
+class AnyText(str):
+    """Equal to any string (for the transaction id of an ack)."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, str)
+
+    __hash__ = str.__hash__
+
+
+ANY_TEXT = AnyText()
+
+
+def test_request_ids_are_bounded_and_a_bad_one_is_not_echoed(
+    client: TestClient,
+) -> None:
+    alice = open_account(client, "Alice")
+    deposit_to = {"type": "deposit", "credit_account_id": alice, "amount": "1"}
+    before = feed_position(client)
+    words = "request_id must be text of at most 64 characters or a whole number"
+    with client.websocket_connect("/ws") as ws:
+        read_backlog(ws)
+        for bad in ["x" * 65, "y" * 60_000, 2**53 + 1, -(2**53) - 1, 10**100, True]:
+            ws.send_json({**deposit_to, "request_id": bad})
+            reply = next_reply(ws)
+            assert reply["type"] == "error"
+            assert reply["request_id"] is None
+            assert reply["error"].startswith(words)
+            assert reply["field"] == "request_id"
+        for bad_literal in ["1.5", "1e3", "NaN", "9" * 1000, "[1]", '{"a": 1}']:
+            ws.send_text(raw({**deposit_to, "request_id": RAW}, bad_literal))
+            reply = next_reply(ws)
+            assert reply["request_id"] is None, bad_literal
+            assert reply["error"].startswith(words)
+        assert feed_position(client) == before
+        # Within the bounds: echoed, also with an invalid request.
+        for good in ["r" * 64, 2**53, -(2**53), 0, ""]:
+            ws.send_json({**deposit_to, "amount": "-1", "request_id": good})
+            reply = next_reply(ws)
+            assert reply == {
+                "type": "error",
+                "request_id": good,
+                "error": "Amount must be greater than zero",
+                "field": "amount",
+            }
+        assert feed_position(client) == before
+
+
+def test_an_oversize_frame_is_closed_1009_with_a_reason(client: TestClient) -> None:
+    alice = open_account(client, "Alice")
+    before = feed_position(client)
+    for frame in ("[" * (websocket_module.MAX_MESSAGE_BYTES + 1), "é" * 40_000):
+        with client.websocket_connect("/ws") as ws:
+            read_backlog(ws)
+            ws.send_text(frame)
+            with pytest.raises(WebSocketDisconnect) as closed:
+                read_until(ws, lambda _: False)
+        assert closed.value.code == 1009
+        assert "65536 bytes" in closed.value.reason
+    with client.websocket_connect("/ws") as ws:
+        read_backlog(ws)
+        ws.send_bytes(b"x" * (websocket_module.MAX_MESSAGE_BYTES + 1))
+        with pytest.raises(WebSocketDisconnect) as closed:
+            read_until(ws, lambda _: False)
+    assert closed.value.code == 1009
+    assert feed_position(client) == before
+    # A frame at the limit is read.
+    with client.websocket_connect("/ws") as ws:
+        read_backlog(ws)
+        request = {"type": "deposit", "credit_account_id": alice, "amount": "1"}
+        text = json.dumps(request)
+        ws.send_text(text + " " * (websocket_module.MAX_MESSAGE_BYTES - len(text)))
+        assert next_reply(ws)["type"] == "ack"
+
+
+def test_a_bad_after_position_is_refused(client: TestClient) -> None:
+    for after in ("-1", "x", " 5", "\u0661", "1_0", "9" * 5000, "1e3"):
+        with (
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect(f"/ws?after={after}") as ws,
+        ):
+            ws.receive_json()
+        assert refused.value.code == 1008, after[:10]

@@ -1,11 +1,20 @@
-"""The websocket: the live feed out, deposit/withdraw/transfer requests in."""
+"""The websocket: the live feed out, deposit/withdraw/transfer requests in.
+
+Whatever a client sends, the handler answers and carries on: a binary frame,
+text that is not JSON (or nested too deeply to parse), JSON that is not a request
+object or a request that is not valid each get an error reply, recorded nothing,
+and repeat at most a bounded request_id. A message over MAX_MESSAGE_BYTES ends
+the connection with close code 1009 and a reason; uvicorn's ws_max_size (the
+server's setting) refuses larger ones the same way before they reach the app.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
+import re
+from json import JSONDecodeError
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -21,6 +30,8 @@ from bankaccounts.web.schemas import (
     DepositMessage,
     TransferMessage,
     WithdrawMessage,
+    load_json,
+    to_request_id,
 )
 
 if TYPE_CHECKING:
@@ -32,7 +43,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008
+MESSAGE_TOO_BIG = 1009
+#: The largest message read (a real request is about 200 bytes); uvicorn's
+#: ws_max_size should be no larger, so that it is not buffered first.
+MAX_MESSAGE_BYTES = 64 * 1024
+#: Longest field name repeated in an error reply (an unknown field may be any size).
+MAX_FIELD_NAME = 64
 BACKLOG_PAGE = 500
+_POSITION = re.compile(r"[0-9]{1,18}")
 router = APIRouter()
 
 
@@ -52,26 +70,55 @@ async def feed_socket(websocket: WebSocket) -> None:
     if not is_same_origin(websocket):
         await websocket.close(code=POLICY_VIOLATION, reason="cross-origin")
         return
-    try:
-        after = int(websocket.query_params.get("after", "0"))
-        if after < 0:
-            raise ValueError
-    except ValueError:
-        await websocket.close(code=POLICY_VIOLATION, reason="after must be >= 0")
+    after_text = websocket.query_params.get("after", "0")
+    if not _POSITION.fullmatch(after_text):
+        reason = "after must be a feed position: 0 or more, in digits"
+        await websocket.close(code=POLICY_VIOLATION, reason=reason)
         return
+    after = int(after_text)
     await websocket.accept()
     client = hub.connect()
     sender = asyncio.create_task(_send(websocket, bank, client, after))
     try:
         while True:
-            text = await websocket.receive_text()
-            reply = await _handle(bank, text)
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            frame: str | bytes | None = message.get("text")
+            if frame is None:
+                frame = message.get("bytes") or b""
+            if _too_big(frame):
+                await _close_too_big(websocket, sender)
+                break
+            if isinstance(frame, bytes):
+                reply = _error("Binary frames are not read: send JSON text")
+            else:
+                reply = await _handle_safely(bank, frame)
             client.offer(reply)
     except WebSocketDisconnect:
         pass
     finally:
         hub.disconnect(client)
         sender.cancel()
+
+
+def _too_big(frame: str | bytes) -> bool:
+    """True if the message is over MAX_MESSAGE_BYTES (UTF-8 encoded)."""
+    if len(frame) > MAX_MESSAGE_BYTES:
+        return True  # without encoding: a character is at least a byte
+    if isinstance(frame, str) and len(frame) * 4 > MAX_MESSAGE_BYTES:
+        return len(frame.encode("utf-8", "surrogatepass")) > MAX_MESSAGE_BYTES
+    return False
+
+
+async def _close_too_big(websocket: WebSocket, sender: asyncio.Task[None]) -> None:
+    """Ends the connection with 1009, once the sender is no longer writing."""
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    reason = f"message too big: at most {MAX_MESSAGE_BYTES} bytes"
+    with contextlib.suppress(Exception):  # the client may have gone already
+        await websocket.close(code=MESSAGE_TOO_BIG, reason=reason)
 
 
 async def _send(
@@ -126,28 +173,52 @@ async def _close_for_reconnect(websocket: WebSocket) -> None:
         )
 
 
+def _error(
+    words: str, request_id: str | int | None = None, field: str | None = None
+) -> dict[str, Any]:
+    reply: dict[str, Any] = {"type": "error", "request_id": request_id, "error": words}
+    if field is not None:
+        reply["field"] = field
+    return reply
+
+
+async def _handle_safely(bank: Bank, text: str) -> dict[str, Any]:
+    """Like _handle; an unexpected error is logged and answered, never fatal."""
+    try:
+        return await _handle(bank, text)
+    except Exception:
+        logger.exception("Websocket request failed")
+        return _error("The bank could not handle this request; try again")
+
+
 async def _handle(bank: Bank, text: str) -> dict[str, Any]:
     """Validates and records one client request; answers with an ack or an error."""
     try:
-        data = json.loads(text)
-    except ValueError:
-        return {"type": "error", "request_id": None, "error": "Malformed JSON"}
-    request_id = data.get("request_id") if isinstance(data, dict) else None
+        data = load_json(text)
+    except JSONDecodeError:
+        return _error("Malformed JSON")
+    if not isinstance(data, dict):
+        return _error("A request must be a JSON object")
+    try:
+        request_id = to_request_id(data.get("request_id"))
+    except ValueError as error:
+        return _error(str(error), field="request_id")
+    if data.get("type") not in ("deposit", "withdraw", "transfer"):
+        words = "type must be deposit, withdraw or transfer"
+        return _error(words, request_id, "type")
     try:
         message = CLIENT_MESSAGE.validate_python(data)
     except ValidationError as error:
-        first = error.errors()[0]
+        first = error.errors(include_url=False, include_input=False)[0]
         field = ".".join(str(part) for part in first["loc"][1:]) or None
-        return {
-            "type": "error",
-            "request_id": request_id,
-            "error": first["msg"].removeprefix("Value error, "),
-            "field": field,
-        }
+        if field is not None and len(field) > MAX_FIELD_NAME:
+            field = None
+        words = first["msg"].removeprefix("Value error, ")
+        return _error(words, request_id, field)
     try:
         transaction_id = await run_in_threadpool(_record, bank, message)
     except (TransactionError, CommandConflictError, ValueError) as error:
-        return {"type": "error", "request_id": request_id, "error": str(error)}
+        return _error(str(error), request_id)
     return {
         "type": "ack",
         "request_id": request_id,
