@@ -872,7 +872,8 @@ page.closeConfirm.addEventListener("click", async () => {
   if (!account) return;
   page.closeConfirm.disabled = true;
   try {
-    putAccount(await api("POST", `/api/accounts/${encodeURIComponent(account.id)}/close`));
+    // {}: every write is JSON, so that no cross-site form can send one.
+    putAccount(await api("POST", `/api/accounts/${encodeURIComponent(account.id)}/close`, {}));
     ui.confirmingClose = false;
   } catch (error) {
     showError(page.closeError, null, error.message);

@@ -15,9 +15,13 @@ if TYPE_CHECKING:
     from starlette.testclient import WebSocketTestSession
 
 
+#: The names a TestClient reaches the app by ("testserver" is its default Host).
+TEST_HOSTS = ("localhost", "testserver")
+
+
 def bank_client(env: Mapping[str, str]) -> Iterator[TestClient]:
     """A TestClient whose lifespan starts and stops a bank on env."""
-    with TestClient(create_app(Bank(env))) as client:
+    with TestClient(create_app(Bank(env), allowed_hosts=TEST_HOSTS)) as client:
         yield client
 
 

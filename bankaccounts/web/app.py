@@ -22,10 +22,12 @@ from bankaccounts.exceptions import (
     InvalidAmountError,
 )
 from bankaccounts.web import api, websocket
+from bankaccounts.web.docs import add_docs
 from bankaccounts.web.feed import FeedHub
+from bankaccounts.web.security import LOOPBACK_HOSTS, AllowedHosts, add_security
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Sequence
 
     from bankaccounts.bootstrap import Bank
 
@@ -51,13 +53,23 @@ ERROR_STATUS: dict[type[Exception], int] = {
 }
 
 
+#: The environment variable of `create_distributed_app`'s allowed host names.
+ALLOWED_HOSTS_VARIABLE = "BANKACCOUNTS_ALLOWED_HOSTS"
+
+
 def create_app(
-    bank: Bank, *, manage_bank: bool = True, feed_queue_size: int = 1000
+    bank: Bank,
+    *,
+    manage_bank: bool = True,
+    feed_queue_size: int = 1000,
+    allowed_hosts: Sequence[str] | None = None,
 ) -> FastAPI:
     """Builds the web application around a bank (started and stopped with the app).
 
-    feed_queue_size bounds each websocket client's queue of unsent messages.
+    feed_queue_size bounds each websocket client's queue of unsent messages;
+    allowed_hosts are the names in Host headers served (None: the loopback names).
     """
+    allowed = AllowedHosts.of(allowed_hosts)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -79,11 +91,16 @@ def create_app(
         title="Bank accounts",
         summary="An event-sourced bank: REST API and live websocket feed.",
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves them without a CDN
+        redoc_url=None,
     )
+    app.state.allowed_hosts = allowed
+    add_security(app, allowed)
     app.include_router(api.router)
     app.include_router(websocket.router)
     app.mount("/static", StaticFiles(directory=asset_dir("static")), name="static")
     templates = Jinja2Templates(directory=asset_dir("templates"))
+    add_docs(app, templates)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> Any:
@@ -122,10 +139,20 @@ def _error_handler(code: int) -> Any:
 def create_distributed_app() -> FastAPI:
     """A web process of the distributed deployment, configured by the environment.
 
-    The factory that `bankaccounts serve --distributed --workers N` gives uvicorn.
+    The factory that `bankaccounts serve --distributed --workers N` gives uvicorn;
+    BANKACCOUNTS_ALLOWED_HOSTS (comma-separated) adds host names to the loopback ones.
     """
     import os
 
     from bankaccounts.bootstrap import DistributedBank
 
-    return create_app(DistributedBank(dict(os.environ)))
+    return create_app(
+        DistributedBank(dict(os.environ)),
+        allowed_hosts=allowed_hosts_from(os.environ.get(ALLOWED_HOSTS_VARIABLE)),
+    )
+
+
+def allowed_hosts_from(value: str | None) -> list[str]:
+    """The loopback names and the comma-separated ones given."""
+    names = [name.strip() for name in (value or "").split(",") if name.strip()]
+    return [*LOOPBACK_HOSTS, *names]
