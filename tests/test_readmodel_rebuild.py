@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import pytest
+from eventsourcing.persistence import Tracking
 from eventsourcing.system import SingleThreadedRunner
 
+from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
-from bankaccounts.system.sagas import Sagas
+from bankaccounts.system.sagas import DepositFundsSaga, Sagas
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -162,3 +164,45 @@ def count_records(app: Any) -> list[int]:
 
     app._record = counting
     return commits
+
+
+@pytest.mark.postgres
+def test_pages_of_hundreds_of_transactions_and_their_feed_are_recorded(
+    postgres_env: dict[str, str],
+) -> None:
+    """After a sagas restart, the interface gets full pages of new transactions.
+
+    Their rows go in with executemany() and the feed after them with one INSERT
+    ... RETURNING, in a pipeline. Reading the positions from the cursor that the
+    executemany() used failed about every other page ("the last operation didn't
+    produce records (command status: INSERT 0 1)"), in a loop, as a sagas restart
+    showed.
+    """
+    env = {**postgres_env, "CREATE_TABLE": "y"}
+    sagas, interface = Sagas(env), InterfaceApplication(env)
+    try:
+        position = 0
+        for _ in range(10):
+            sagas.save(
+                *[
+                    DepositFundsSaga(uuid4(), uuid4(), Decimal("1.00"))
+                    for _ in range(PAGE_SIZE)
+                ]
+            )
+            notifications = sagas.recorder.select_notifications(
+                start=position, limit=PAGE_SIZE, inclusive_of_start=False
+            )
+            position = notifications[-1].id
+            interface.process_events(
+                [
+                    (sagas.mapper.to_domain_event(n), Tracking(sagas.name, n.id))
+                    for n in notifications
+                ]
+            )
+        feed = interface.view.select_feed(0, limit=20 * PAGE_SIZE)
+        assert [m.position for m in feed] == list(range(1, 10 * PAGE_SIZE + 1))
+        assert len(interface.view.list_transactions(limit=PAGE_SIZE)) == PAGE_SIZE
+        assert interface.recorder.max_tracking_id(sagas.name) == position
+    finally:
+        sagas.close()
+        interface.close()

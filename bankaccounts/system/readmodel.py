@@ -14,7 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from eventsourcing.persistence import ProcessRecorder
-from eventsourcing.popo import POPOProcessRecorder
+
+from bankaccounts.system.followers import POPOFollowerRecorder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -199,7 +200,7 @@ class ReadModelRecorder(ProcessRecorder, ABC):
         """The last position in the feed (0 if empty)."""
 
 
-class POPOReadModelRecorder(POPOProcessRecorder, ReadModelRecorder):
+class POPOReadModelRecorder(POPOFollowerRecorder, ReadModelRecorder):
     """The read model in memory."""
 
     def __init__(self) -> None:

@@ -1,0 +1,108 @@
+"""Exactly once with two instances of a follower on one store.
+
+Two instances of a follower happen in real life (a rolling deploy, a supervisor that
+restarts a worker whose old session is still alive). Each pulls a page of events
+after the position it read; a page whose first events the other instance has
+committed since must be refused, not applied again. Reproduced as the issue did:
+instance A commits [e1], instance B then commits [e1, e2].
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from bankaccounts.domainmodel import BankAccount
+from bankaccounts.system.accounts import Accounts
+from bankaccounts.system.definition import BankAccountSystem
+from bankaccounts.system.interface import InterfaceApplication
+from bankaccounts.system.sagas import DepositFundsSaga, Sagas
+
+if TYPE_CHECKING:
+    from eventsourcing.application import Application
+
+    from bankaccounts.system.batching import Job
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """One store that every instance of an application shares, tables made."""
+    env: dict[str, str] = {
+        **request.getfixturevalue(f"{request.param}_env"),
+        "CREATE_TABLE": "y",
+    }
+    system = BankAccountSystem()
+    for name in system.nodes:
+        system.get_app_cls(name)(env=env).close()
+    return env
+
+
+def jobs_of(upstream: Application[Any], topics: tuple[str, ...]) -> list[Job]:
+    """The upstream's events of these topics, as a runner hands them to a follower."""
+    notifications = upstream.recorder.select_notifications(
+        start=None, limit=100, topics=topics
+    )
+    return [
+        (upstream.mapper.to_domain_event(n), Tracking(upstream.name, n.id))
+        for n in notifications
+    ]
+
+
+def test_an_accounts_page_overlapping_another_instances_commit_is_refused(
+    shared_env: dict[str, str],
+) -> None:
+    first, second, sagas = Accounts(shared_env), Accounts(shared_env), Sagas(shared_env)
+    try:
+        account_id = first.create_account("X")
+        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("10.00")))
+        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("5.00")))
+        e1, e2 = jobs_of(sagas, first.topics)
+
+        first.process_events([e1])
+        with pytest.raises(IntegrityError):
+            second.process_events([e1, e2])  # e1 is already applied
+        first.process_events([e2])
+
+        account = first.get_account(account_id)
+        assert account.balance == Decimal("15.00")
+        events = list(first.repository.event_store.get(account_id))
+        applied = [e for e in events if isinstance(e, BankAccount.TransactionAppended)]
+        assert [e.amount for e in applied] == [Decimal("10.00"), Decimal("5.00")]
+        assert first.recorder.max_tracking_id("Sagas") == e2[1].notification_id
+    finally:
+        for app in (first, second, sagas):
+            app.close()
+
+
+def test_a_read_model_page_overlapping_another_instances_commit_is_refused(
+    shared_env: dict[str, str],
+) -> None:
+    accounts = Accounts(shared_env)
+    first = InterfaceApplication(shared_env)
+    second = InterfaceApplication(shared_env)
+    try:
+        account = BankAccount(name="X")
+        account.append_transaction(Decimal("10.00"), uuid4())
+        accounts.save(account)  # opened (e0) and +10 (e1): one commit
+        account.append_transaction(Decimal("5.00"), uuid4())
+        accounts.save(account)  # +5 (e2)
+        e0, e1, e2 = jobs_of(accounts, first.topics)
+
+        first.process_events([e0, e1])
+        with pytest.raises(IntegrityError):
+            second.process_events([e1, e2])  # e1 is already in the view
+        first.process_events([e2])
+
+        shown = first.view.get_account(account.id)
+        assert shown is not None
+        assert shown.balance == Decimal("15.00")
+        feed = first.view.select_feed(0)
+        appended = ["transaction_appended"] * 2
+        assert [m.type for m in feed] == ["account_opened", *appended]
+    finally:
+        for app in (accounts, first, second):
+            app.close()
