@@ -17,8 +17,14 @@ from uuid import UUID
 
 import pytest
 from eventsourcing.sqlite import SQLiteConnection
+from eventsourcing.system import SingleThreadedRunner
 
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
+from bankaccounts.system.accounts import Accounts
+from bankaccounts.system.commands import Commands
+from bankaccounts.system.definition import BankAccountSystem
+from bankaccounts.system.interface import InterfaceApplication
+from bankaccounts.system.sagas import Sagas
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -41,13 +47,15 @@ class CommitCuttingProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.armed = threading.Event()
+        self.commits_to_pass = 0
         self.cuts = 0
         self.closing = threading.Event()
         self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
-    def cut_after_next_commit(self) -> None:
-        """The next COMMIT that the server acknowledges is answered to nobody."""
+    def cut_after_next_commit(self, passing: int = 0) -> None:
+        """The next COMMIT acknowledged after `passing` others is answered to nobody."""
+        self.commits_to_pass = passing
         self.armed.set()
 
     def close(self) -> None:
@@ -64,6 +72,8 @@ class CommitCuttingProxy:
             except OSError:
                 return
             server = socket.create_connection(self.target)
+            for sock in (client, server):  # no Nagle delays on small messages
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             self.sockets += [client, server]
             threading.Thread(
                 target=self._pump, args=(client, server, False), daemon=True
@@ -77,9 +87,11 @@ class CommitCuttingProxy:
         try:
             while data := source.recv(65536):
                 if answers and self.armed.is_set() and COMMIT_COMPLETE in tail + data:
-                    self.armed.clear()
-                    self.cuts += 1
-                    break
+                    if self.commits_to_pass == 0:
+                        self.armed.clear()
+                        self.cuts += 1
+                        break
+                    self.commits_to_pass -= 1
                 sink.sendall(data)
                 tail = data[-len(COMMIT_COMPLETE) :]
         except OSError:
@@ -183,3 +195,45 @@ def test_sqlite_a_write_whose_commit_raised_after_storing_is_done(
         assert app.get_balance(account_id) == Decimal("100.00")
     finally:
         app.close()
+
+
+@pytest.mark.postgres
+def test_a_transfer_stays_exact_whichever_commit_is_acknowledged_to_nobody(
+    proxied_postgres_env: tuple[dict[str, str], CommitCuttingProxy],
+) -> None:
+    """Each process application's page is recorded with its tracking: done is done."""
+    env, proxy = proxied_postgres_env
+    # The library's runner alone: it processes in the caller's thread, so the
+    # transfer's commits are all made, in order, before transfer_funds returns.
+    runner = SingleThreadedRunner(BankAccountSystem(), env=env)
+    runner.start()
+    commands, sagas = runner.get(Commands), runner.get(Sagas)
+    accounts, view = runner.get(Accounts), runner.get(InterfaceApplication).view
+    try:
+        commits = 0
+        while True:  # cut the first commit of the transfer, then the second, ...
+            debit_id = accounts.create_account("Debit")
+            credit_id = accounts.create_account("Credit")
+            commands.deposit_funds(debit_id, "100.00")
+
+            proxy.cut_after_next_commit(passing=commits)
+            transfer_id = commands.transfer_funds(debit_id, credit_id, "10.00")
+            if proxy.armed.is_set():  # the transfer made fewer commits than that
+                proxy.armed.clear()
+                break
+            commits += 1
+
+            assert sagas.get_saga(transfer_id).has_succeeded
+            assert accounts.get_balance(debit_id) == Decimal("90.00")
+            assert accounts.get_balance(credit_id) == Decimal("10.00")
+            transaction = view.get_transaction(transfer_id)
+            assert transaction is not None
+            assert transaction.status == "succeeded", transaction
+            for account_id, balance in ((debit_id, "90.00"), (credit_id, "10.00")):
+                account = view.get_account(account_id)
+                assert account is not None
+                assert account.balance == Decimal(balance)
+        assert commits >= 6  # commands, sagas, accounts (debit, credit), interface
+        assert proxy.cuts == commits
+    finally:
+        runner.stop()
