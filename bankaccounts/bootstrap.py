@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunner
 
+from bankaccounts.catchup import CatchUp, interval_from_environment
 from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import sqlite_env
 from bankaccounts.system.accounts import Accounts
@@ -83,21 +84,38 @@ def describe_storage(env: Mapping[str, str]) -> str:
 class Bank:
     """The running system, and the applications that the web layer talks to."""
 
-    def __init__(self, env: Mapping[str, str] | None = None, runner: str = "single"):
-        """Builds the runner; call start() to run it."""
+    def __init__(
+        self,
+        env: Mapping[str, str] | None = None,
+        runner: str = "single",
+        *,
+        catch_up_interval: float | None = None,
+    ):
+        """Builds the runner; call start() to run it.
+
+        catch_up_interval: seconds between catch-ups of the followers (default
+        BANKACCOUNTS_CATCH_UP_INTERVAL, or 2).
+        """
         if runner not in RUNNERS:
             msg = f"runner must be one of {', '.join(RUNNERS)}, not {runner!r}"
             raise ValueError(msg)
         self.env = dict(env or {})
+        if catch_up_interval is None:
+            catch_up_interval = interval_from_environment({**os.environ, **self.env})
         self.runner: Runner[Any] = RUNNERS[runner](BankAccountSystem(), env=self.env)
+        # Work recorded but not processed before a crash is carried out on start,
+        # not when the next command happens to arrive.
+        self.catch_up = CatchUp(self.runner, catch_up_interval)
         self._known_accounts: set[UUID] = set()
 
     def start(self) -> None:
-        """Starts the runner (and so every application)."""
+        """Starts the runner (and so every application), and the catch-ups."""
         self.runner.start()
+        self.catch_up.start()
 
     def stop(self) -> None:
-        """Stops the runner and closes the applications' connections."""
+        """Stops the catch-ups and the runner; closes the applications' connections."""
+        self.catch_up.stop()
         self.runner.stop()
 
     @property
