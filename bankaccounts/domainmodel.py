@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import UUID  # noqa: TC003 (event annotations are resolved at runtime)
 
@@ -10,6 +10,7 @@ from eventsourcing.domain import Aggregate, event
 
 from bankaccounts.exceptions import (
     AccountClosedError,
+    BalanceLimitError,
     InsufficientFundsError,
     TransactionError,
 )
@@ -19,6 +20,13 @@ from bankaccounts.validation import ZERO, to_limit, to_money
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Self
+
+
+#: The most an account may hold. The read model's columns must hold any balance:
+#: PostgreSQL's numeric(16,2) holds less than 10**14, SQLite keeps text. A refund is
+#: never refused (it returns money that left the account), so refunds in flight may
+#: take a balance past this bound; the columns leave ten times as much room.
+MAX_BALANCE = Decimal("10000000000000.00")
 
 
 class ValueCopy:
@@ -68,6 +76,8 @@ class BankAccount(ValueCopy, Aggregate):
         amount = to_money(amount)
         if not is_refund:
             self.check_account_is_not_closed()
+            # A refund is never refused: it returns money that left this account.
+            self.check_balance_limit(amount)
         self.check_has_sufficient_funds(amount)
         self._append_transaction(amount, transaction_id)
 
@@ -104,6 +114,11 @@ class BankAccount(ValueCopy, Aggregate):
         """Raises AccountClosedError if the account is closed."""
         if self.is_closed:
             raise AccountClosedError(self.id)
+
+    def check_balance_limit(self, amount: Decimal) -> None:
+        """Raises BalanceLimitError if a credit would take the balance past the most."""
+        if amount > ZERO and self.balance + amount > MAX_BALANCE:
+            raise BalanceLimitError(self.id)
 
     def check_has_sufficient_funds(self, amount: Decimal) -> None:
         """Raises InsufficientFundsError if the amount would overrun the overdraft."""

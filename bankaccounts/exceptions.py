@@ -49,6 +49,22 @@ class InsufficientFundsError(TransactionError):
     reason = "Insufficient funds"
 
 
+class BalanceLimitError(TransactionError):
+    """The transaction would take the balance above the most an account may hold."""
+
+    reason = "Balance limit reached"
+    #: domainmodel.MAX_BALANCE in words (kept equal by a test; this module imports
+    #: nothing of the domain's).
+    limit = "10,000,000,000,000.00"
+
+    def __str__(self) -> str:
+        """Says in words what went wrong."""
+        return (
+            f"Account {self.account_id} would hold more than {self.limit}, "
+            "the most an account may hold"
+        )
+
+
 class AccountNotFoundError(TransactionError, LookupError):
     """No account has this id."""
 

@@ -21,6 +21,7 @@ from eventsourcing.utils import get_topic
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
+    BalanceLimitError,
     InsufficientFundsError,
     ProcessingError,
     TransactionError,
@@ -58,6 +59,7 @@ TRANSACTION_ERROR_TYPES: tuple[type[TransactionError], ...] = (
     InsufficientFundsError,
     AccountNotFoundError,
     ProcessingError,
+    BalanceLimitError,
 )
 
 

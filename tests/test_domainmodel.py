@@ -10,15 +10,19 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.application import project_aggregate
 
-from bankaccounts.domainmodel import BankAccount, RejectedTransaction
+from bankaccounts.domainmodel import MAX_BALANCE, BankAccount, RejectedTransaction
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
+    BalanceLimitError,
     InsufficientFundsError,
     InvalidAmountError,
+    ProcessingError,
     TransactionError,
 )
+from bankaccounts.infrastructure import TRANSACTION_ERROR_TYPES
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
+from bankaccounts.validation import MAX_AMOUNT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -28,6 +32,8 @@ TRANSACTION_ERRORS = [
     AccountClosedError,
     InsufficientFundsError,
     AccountNotFoundError,
+    ProcessingError,
+    BalanceLimitError,
 ]
 
 
@@ -39,6 +45,12 @@ def opened_account(**kwargs: str | None) -> BankAccount:
     account = BankAccount(**kwargs)
     account.collect_events()
     return account
+
+
+def credit_up_to(account: BankAccount, balance: Decimal) -> None:
+    """Credits the account, in amounts of at most MAX_AMOUNT, up to the balance."""
+    while account.balance < balance:
+        account.append_transaction(min(MAX_AMOUNT, balance - account.balance))
 
 
 class TestBankAccount:
@@ -112,6 +124,36 @@ class TestBankAccount:
         assert account.balance == Decimal("0.00")
         with pytest.raises(InsufficientFundsError):
             account.append_transaction(Decimal("-0.01"))
+
+    def test_a_credit_may_not_take_the_balance_past_the_most(self) -> None:
+        account = opened_account()
+        credit_up_to(account, MAX_BALANCE - Decimal("1.00"))
+        account.append_transaction(Decimal("1.00"))
+        assert account.balance == MAX_BALANCE
+        account.collect_events()
+        with pytest.raises(BalanceLimitError) as error:
+            account.append_transaction(Decimal("0.01"), uuid4())
+        assert error.value == BalanceLimitError(account.id)
+        assert account.balance == MAX_BALANCE
+        assert event_names(account) == []
+        account.append_transaction(Decimal("-0.01"))  # a debit is fine
+        with pytest.raises(BalanceLimitError):
+            account.append_transaction(Decimal("0.02"))
+        account.append_transaction(Decimal("0.01"))
+        assert account.balance == MAX_BALANCE
+
+    def test_a_refund_is_never_refused_by_the_bound(self) -> None:
+        """It returns money that left the account; refusing it would lose money."""
+        account = opened_account()
+        credit_up_to(account, MAX_BALANCE)
+        account.append_transaction(Decimal("5.00"), uuid4(), is_refund=True)
+        assert account.balance == MAX_BALANCE + Decimal("5.00")
+
+    def test_the_bound_fits_every_read_model_column(self) -> None:
+        """PostgreSQL's numeric(16,2) holds less than 10**14; refunds need room."""
+        assert Decimal("99999999999999.99") > MAX_BALANCE * 9
+        assert MAX_BALANCE.quantize(Decimal("0.01")) == MAX_BALANCE
+        assert MAX_AMOUNT <= MAX_BALANCE
 
     def test_the_overdraft_limit_lets_the_balance_go_below_zero(self) -> None:
         account = opened_account()
@@ -205,6 +247,7 @@ class TestErrors:
             (InsufficientFundsError, "insufficient funds"),
             (AccountNotFoundError, "not found"),
             (TransactionError, "could not be applied"),
+            (BalanceLimitError, f"would hold more than {MAX_BALANCE:,}"),
         ],
     )
     def test_say_in_words_what_went_wrong(
@@ -215,6 +258,18 @@ class TestErrors:
         assert words in str(error).lower()
         assert str(account_id) in str(error)
         assert repr(error) == f"{error_type.__name__}({account_id!r})"
+
+    def test_every_kind_is_stored_as_itself(self) -> None:
+        """Each transaction error is registered for the transcoder."""
+
+        def kinds(error_type: type[TransactionError]) -> set[type[TransactionError]]:
+            found = {error_type}
+            for subclass in error_type.__subclasses__():
+                found |= kinds(subclass)
+            return found
+
+        assert kinds(TransactionError) == set(TRANSACTION_ERROR_TYPES)
+        assert set(TRANSACTION_ERRORS) == set(TRANSACTION_ERROR_TYPES)
 
     def test_kinds(self) -> None:
         account_id = uuid4()
@@ -255,11 +310,9 @@ class TestStorage:
 
         events = self.stored_events(app, account.id)
         names = [type(e).__name__ for e in events]
-        assert (
-            names
-            == ["Opened", "TransactionAppended", "OverdraftLimitSet"]
-            + ["ErrorRecorded"] * 5
-        )
+        assert names == ["Opened", "TransactionAppended", "OverdraftLimitSet"] + [
+            "ErrorRecorded"
+        ] * (len(errors) + 1)
         appended = events[1]
         assert type(appended.amount) is Decimal
         assert str(appended.amount) == "1234567890.12"

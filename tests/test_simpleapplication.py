@@ -8,9 +8,11 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from bankaccounts.domainmodel import MAX_BALANCE
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
+    BalanceLimitError,
     InsufficientFundsError,
     InvalidAccountIdError,
     InvalidAccountNameError,
@@ -18,6 +20,7 @@ from bankaccounts.exceptions import (
     InvalidTransferError,
 )
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
+from bankaccounts.validation import MAX_AMOUNT
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -122,6 +125,31 @@ def test_walk_through(app: SimpleBankAccountApplication) -> None:
     with pytest.raises(InvalidAmountError):
         app.set_overdraft_limit(account_id2, Decimal("-1.00"))
     assert app.get_overdraft_limit(account_id2) == Decimal("500.00")
+
+
+def test_no_balance_passes_the_most_an_account_may_hold(
+    app: SimpleBankAccountApplication,
+) -> None:
+    """A clear domain error and nothing recorded: no deposit or transfer passes it."""
+    full, other = app.create_account("Full"), app.create_account("Other")
+    for _ in range(int(MAX_BALANCE / MAX_AMOUNT)):
+        app.deposit_funds(full, MAX_AMOUNT)
+    app.deposit_funds(other, "1.00")
+    assert app.get_balance(full) == MAX_BALANCE
+    before = app.recorder.max_notification_id()
+
+    with pytest.raises(BalanceLimitError) as error:
+        app.deposit_funds(full, "0.01")
+    assert error.value == BalanceLimitError(full)
+    assert f"would hold more than {MAX_BALANCE:,}" in str(error.value)
+    with pytest.raises(BalanceLimitError):
+        app.transfer_funds(other, full, "1.00")
+
+    assert app.recorder.max_notification_id() == before
+    assert app.get_balance(full) == MAX_BALANCE
+    assert app.get_balance(other) == Decimal("1.00")
+    app.transfer_funds(full, other, "1.00")  # money may still leave it
+    assert app.get_balance(full) == MAX_BALANCE - 1
 
 
 def test_names_and_string_ids(app: SimpleBankAccountApplication) -> None:
