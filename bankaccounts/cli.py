@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_log_level(worker)
 
     status = commands.add_parser(
-        "status", help="each follower's position and lag; exit 1 if one is stuck"
+        "status", help="each follower's position and lag; exit 1 if stuck or failing"
     )
     status.add_argument("--json", action="store_true", help="print JSON")
     status.add_argument(
@@ -237,7 +237,7 @@ def status(as_json: bool, stuck_after: float, log_level: str) -> int:
         print(json.dumps([s.to_json() for s in statuses], indent=2))
     else:
         print(format_table(statuses))
-    return 1 if any(s.stuck for s in statuses) else 0
+    return 0 if all(s.is_healthy for s in statuses) else 1  # none stuck or failing
 
 
 def _clean_exit_server_class() -> type:

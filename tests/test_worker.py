@@ -1,7 +1,8 @@
-"""The worker in this process: recovery when processing a page fails, and stopping."""
+"""The worker in this process: recovery, one worker of a kind, polling, failures."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -9,13 +10,17 @@ import pytest
 
 from bankaccounts.bootstrap import distributed_env
 from bankaccounts.domainmodel import BankAccount
+from bankaccounts.status import SystemStatus, format_table
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
-from bankaccounts.worker import PAGE_SIZE, Worker
+from bankaccounts.worker import PAGE_SIZE, Worker, lock_key
+from tests.conftest import connect, postgres_settings
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
     from bankaccounts.system.batching import Job
 
 pytestmark = pytest.mark.postgres
@@ -69,3 +74,215 @@ def test_a_page_that_fails_with_a_full_inbox_is_processed_again(
         worker.stop()
         thread.join(30)
     assert not thread.is_alive()
+
+
+@pytest.fixture
+def tables(postgres_env: dict[str, str]) -> dict[str, str]:
+    """Every application's tables made, as init-db does; the workers' environment."""
+    env = {**postgres_env, "CREATE_TABLE": "y"}
+    for name in BankAccountSystem().nodes:
+        BankAccountSystem().get_app_cls(name)(env=env).close()
+    return distributed_env(postgres_env)
+
+
+class RunningWorker:
+    """A worker running in a thread of this process, stopped at the end."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.thread = threading.Thread(target=worker.run)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.worker.stop()
+        self.thread.join(30)
+        assert not self.thread.is_alive()
+
+
+@pytest.fixture
+def start_worker() -> Iterator[Callable[..., Worker]]:
+    """Starts workers in threads; stops them after the test."""
+    running: list[RunningWorker] = []
+
+    def start(name: str, env: dict[str, str], **options: Any) -> Worker:
+        worker = Worker(name, env, **options)
+        running.append(RunningWorker(worker))
+        return worker
+
+    yield start
+    for each in running:
+        each.worker.stop()
+    for each in running:
+        each.stop()
+
+
+class QuietAccounts(Accounts):
+    """Records without NOTIFY, as if the notification were lost on the way."""
+
+    name = "Accounts"
+
+    def construct_recorder(self) -> Any:
+        recorder = super().construct_recorder()
+        recorder._notify_channel = lambda curs: None
+        return recorder
+
+
+def shown_accounts(env: dict[str, str]) -> list[str | None]:
+    """The names of the accounts the read model shows."""
+    view: Any = InterfaceApplication(env)
+    try:
+        return [account.name for account in view.view.list_accounts()]
+    finally:
+        view.close()
+
+
+def test_events_whose_notify_was_lost_are_processed_while_all_is_idle(
+    tables: dict[str, str], start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker("Interface", tables, poll_interval=0.5)
+    wait_for(worker.started.is_set, 30, "the worker did not start")
+    accounts = QuietAccounts(tables)
+    try:
+        accounts.create_account("Quiet")
+    finally:
+        accounts.close()
+    # Without polling, the subscription waits for a NOTIFY that never comes.
+    wait_for(lambda: shown_accounts(tables) == ["Quiet"], 10, "not processed")
+
+
+def test_a_second_worker_of_a_kind_waits_and_takes_over(
+    tables: dict[str, str],
+    start_worker: Callable[..., Worker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    first = start_worker("Interface", tables)
+    wait_for(first.started.is_set, 30, "the first worker did not start")
+    second = start_worker("Interface", tables)
+    waiting = "Interface: waiting for the other Interface worker to stop"
+    wait_for(lambda: waiting in caplog.text, 30, "the second did not wait")
+    assert [r.levelname for r in caplog.records if r.message == waiting] == ["WARNING"]
+    assert not second.started.is_set()
+
+    first.stop()
+    wait_for(second.started.is_set, 30, "the second did not take over")
+    assert "Interface: the other Interface worker has stopped; taking over" in (
+        caplog.text
+    )
+    accounts = Accounts(tables)
+    try:
+        accounts.create_account("After")
+    finally:
+        accounts.close()
+    wait_for(lambda: shown_accounts(tables) == ["After"], 30, "not processed")
+
+
+def test_a_worker_whose_lock_connection_ends_stops_and_locks_again(
+    tables: dict[str, str], start_worker: Callable[..., Worker]
+) -> None:
+    worker = start_worker("Interface", tables, first_retry_delay=0.1)
+    wait_for(worker.started.is_set, 30, "the worker did not start")
+    key = lock_key(tables["POSTGRES_SCHEMA"], "Interface")
+    with connect(postgres_settings()) as connection:
+        # An advisory lock on a bigint key shows its halves as classid and objid.
+        (pid,) = connection.execute(
+            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND ((classid::bigint << 32) | objid::bigint) = %s",
+            (key,),
+        ).fetchone() or (None,)
+        assert pid is not None, "no lock held"
+        connection.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    wait_for(lambda: worker.reconnects == 1, 30, "the worker did not notice")
+    wait_for(worker.started.is_set, 30, "the worker did not lock again")
+    accounts = Accounts(tables)
+    try:
+        accounts.create_account("After")
+    finally:
+        accounts.close()
+    wait_for(lambda: shown_accounts(tables) == ["After"], 30, "not processed")
+
+
+class PoisonedInterface(InterfaceApplication):
+    """Cannot show an account named Poison, as if a bug met an odd event."""
+
+    name = "Interface"
+    poisoned = True
+
+    def policy(self, domain_event: Any, processing_event: Any) -> None:
+        if (
+            self.poisoned
+            and isinstance(domain_event, BankAccount.Opened)  # type: ignore[attr-defined]
+            and domain_event.name == "Poison"
+        ):
+            msg = "cannot show this account"
+            raise RuntimeError(msg)
+        super().policy(domain_event, processing_event)
+
+
+def test_a_worker_failing_on_one_event_says_so_and_backs_off(
+    tables: dict[str, str],
+    start_worker: Callable[..., Worker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    accounts = Accounts(tables)
+    try:
+        for name in ("Before", "Poison", "After"):
+            accounts.create_account(name)
+    finally:
+        accounts.close()
+    PoisonedInterface.poisoned = True
+    worker = Worker("Interface", tables, first_retry_delay=0.1, max_retry_delay=0.8)
+    worker.follower_class = PoisonedInterface
+    running = RunningWorker(worker)
+    try:
+        wait_for(lambda: worker.reconnects >= 5, 30, "no repeated failures")
+        position = 2  # Before's Opened is 1, Poison's 2
+        failed = [
+            r
+            for r in caplog.records
+            if r.message.startswith(
+                f"Interface: failed at Accounts position {position}"
+            )
+        ]
+        assert failed
+        assert all(r.levelname == "ERROR" for r in failed)
+        assert "BankAccount.Opened" in failed[-1].message
+        assert "RuntimeError: cannot show this account" in failed[-1].message
+        # The same error again and again: the delay doubles up to its limit.
+        delays = [
+            float(r.message.rsplit("reconnecting in ", 1)[1].split()[0])
+            for r in caplog.records
+            if "reconnecting in" in r.message
+        ]
+        assert delays[:5] == [0.1, 0.2, 0.4, 0.8, 0.8], delays
+        # With the traceback of the error.
+        assert any(
+            r.exc_info and "reconnecting in" in r.message for r in caplog.records
+        )
+        # status shows it, and the events before it were processed.
+        assert shown_accounts(tables) == ["Before"]
+        statuses = {(s.follower, s.upstream): s for s in read_status(tables)}
+        failing = statuses[("Interface", "Accounts")]
+        assert failing.state == "failing"
+        assert failing.failure is not None
+        assert failing.failure.position == position
+        assert failing.failure.attempts >= 2
+        assert "cannot show this account" in format_table(list(statuses.values()))
+
+        PoisonedInterface.poisoned = False  # the fix is deployed
+        wait_for(lambda: len(shown_accounts(tables)) == 3, 30, "not past the event")
+        wait_for(
+            lambda: read_status(tables)[-2].failure is None, 30, "failure not cleared"
+        )
+    finally:
+        running.stop()
+
+
+def read_status(env: dict[str, str]) -> list[Any]:
+    """The status of every follower, as `bankaccounts status` reads it."""
+    status = SystemStatus(env)
+    try:
+        return status.read()
+    finally:
+        status.close()

@@ -13,9 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from eventsourcing.persistence import ProcessRecorder
-
-from bankaccounts.system.followers import POPOFollowerRecorder
+from bankaccounts.system.followers import FollowerRecorder, POPOFollowerRecorder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -170,7 +168,7 @@ def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-class ReadModelRecorder(ProcessRecorder, ABC):
+class ReadModelRecorder(FollowerRecorder, ABC):
     """A process recorder that also keeps the views and the feed."""
 
     @abstractmethod
