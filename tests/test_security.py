@@ -10,13 +10,10 @@ import base64
 import json
 import os
 import re
-import socket
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -28,8 +25,7 @@ from bankaccounts.web.security import (
     MAX_BODY_BYTES,
     AllowedHosts,
 )
-from tests.cluster import free_port
-from tests.waiting import wait_for
+from tests.liveserver import LiveServer
 from tests.webclient import bank_client, deposit, open_account
 
 if TYPE_CHECKING:
@@ -239,42 +235,6 @@ def test_a_body_over_the_limit_is_refused_and_nothing_recorded(
     assert at_limit.status_code == 422  # read, and refused for what it says
     assert account_ids(client) == [alice]
     assert client.get("/api/transactions").json() == []
-
-
-class LiveServer:
-    """The app in a real uvicorn server, in a thread of the test process."""
-
-    def __init__(self, app: FastAPI) -> None:
-        self.port = free_port()
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning"
-        )
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> LiveServer:
-        self.thread.start()
-        wait_for(lambda: self.server.started, 30, "uvicorn did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(30)
-        assert not self.thread.is_alive()
-
-    def exchange(self, data: bytes, *, then: bytes = b"") -> bytes:
-        """Sends data, reads the response's head; then sends more if asked."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
-            sock.sendall(data)
-            head = b""
-            while b"\r\n\r\n" not in head:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                head += chunk
-            if then:
-                sock.sendall(then)
-            return head
 
 
 def test_a_chunked_body_is_refused_before_it_ends(tmp_path: Path) -> None:
