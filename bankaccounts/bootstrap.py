@@ -43,11 +43,21 @@ def system_env(
     POSTGRES_* variables), the environment decides. Otherwise every application gets
     its own SQLite file in one data directory, so accounts survive a restart.
     """
+    directory = data_directory(data_dir, environ)
+    if directory is None:
+        return {}
+    return sqlite_env(directory, APPLICATION_NAMES)
+
+
+def data_directory(
+    data_dir: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Path | None:
+    """The directory of the SQLite files, or None when PERSISTENCE_MODULE decides."""
     environ = os.environ if environ is None else environ
     if environ.get("PERSISTENCE_MODULE"):
-        return {}
+        return None
     directory = data_dir or environ.get("BANKACCOUNTS_DATA_DIR") or DEFAULT_DATA_DIR
-    return sqlite_env(Path(directory).resolve(), APPLICATION_NAMES)
+    return Path(directory).resolve()
 
 
 def distributed_env(environ: Mapping[str, str]) -> dict[str, str]:

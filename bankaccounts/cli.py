@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
             choices=["single", "multi"],
             default=env("BANKACCOUNTS_RUNNER", "single"),
             help="the library's SingleThreadedRunner or MultiThreadedRunner",
+        )
+        serve.add_argument(
+            "--allowed-hosts",
+            default=env("BANKACCOUNTS_ALLOWED_HOSTS", ""),
+            metavar="NAMES",
+            help="comma-separated host names (or *.domain) that clients may use in "
+            "the Host header, besides localhost, 127.0.0.1, ::1 and --host",
         )
         add_log_level(serve)
         if name == "serve":
@@ -109,26 +117,39 @@ def serve(
     *,
     distributed: bool = False,
     workers: int = 1,
+    allowed_hosts: str = "",
 ) -> int:
-    """Runs the web server (and the system, unless distributed) until SIGTERM."""
+    """Runs the web server (and the system, unless distributed) until SIGTERM.
+
+    Whatever can refuse to start does so before the server says it is serving:
+    the data directory's lock (one server per directory) and the port.
+    """
     import uvicorn
 
     from bankaccounts.bootstrap import (
         Bank,
         DistributedBank,
+        data_directory,
         describe_storage,
         system_env,
     )
-    from bankaccounts.web.app import create_app
+    from bankaccounts.datalock import DataDirectoryInUseError, DataDirectoryLock
+    from bankaccounts.web.app import ALLOWED_HOSTS_VARIABLE, create_app
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     if workers < 1 or (workers > 1 and not distributed):
+        return fail(
+            "--workers above 1 needs --distributed (the embedded system runs in "
+            "its one process)"
+        )
+    hosts = served_hosts(host, allowed_hosts)
+    if host in WILDCARD_ADDRESSES and not allowed_hosts.strip():
         print(
-            "bankaccounts: --workers above 1 needs --distributed (the embedded "
-            "system runs in its one process)",
+            f"bankaccounts: listening on {host}, but only requests for "
+            f"{', '.join(hosts)} are answered; give the names clients use "
+            "with --allowed-hosts",
             file=sys.stderr,
         )
-        return 2
     options: dict[str, Any] = {
         "host": host,
         "port": port,
@@ -136,33 +157,98 @@ def serve(
         "ws": "websockets-sansio",
         "timeout_graceful_shutdown": 5,
     }
+    lock: DataDirectoryLock | None = None
     if distributed:
         os.environ.setdefault("PGAPPNAME", "bankaccounts serve")
+        # What create_distributed_app reads, in this process and uvicorn's workers.
+        os.environ[ALLOWED_HOSTS_VARIABLE] = ",".join(hosts)
         try:
             bank: Bank = DistributedBank(dict(os.environ))
         except ValueError as error:
-            print(f"bankaccounts: {error}", file=sys.stderr)
-            return 2
-        print(
-            f"Bank accounts (web process): data in {describe_storage({})}", flush=True
-        )
-        if workers > 1:
-            print(f"Serving http://{host}:{port} with {workers} workers", flush=True)
-            uvicorn.run(
-                "bankaccounts.web.app:create_distributed_app",
-                factory=True,
-                workers=workers,
-                **options,
-            )
-            return 0
+            return fail(str(error))
+        storage = f" (web process): data in {describe_storage({})}"
     else:
         env = system_env(data_dir)
-        bank = Bank(env, runner=runner)
-        print(f"Bank accounts: data in {describe_storage(env)}", flush=True)
-    server = _clean_exit_server_class()(uvicorn.Config(create_app(bank), **options))
-    print(f"Serving http://{host}:{port} (Ctrl-C to stop)", flush=True)
-    server.run()
+        directory = data_directory(data_dir)
+        if directory is not None:
+            lock = DataDirectoryLock(directory)
+            try:
+                lock.acquire()
+            except DataDirectoryInUseError as error:
+                return fail(str(error), status=1)
+        try:
+            bank = Bank(env, runner=runner)
+        except ValueError as error:
+            return fail(str(error))
+        storage = f": data in {describe_storage(env)}"
+    try:
+        sock = listen(host, port)
+    except OSError as error:
+        return fail(
+            f"cannot listen on {host}:{port} ({error.strerror or error}); is "
+            "another server using the port? Choose another with --port",
+            status=1,
+        )
+    url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
+    print(f"Bank accounts{storage}", flush=True)
+    if workers > 1:
+        # uvicorn's workers bind the port themselves: it was free a moment ago.
+        sock.close()
+        print(f"Serving {url} with {workers} workers", flush=True)
+        uvicorn.run(
+            "bankaccounts.web.app:create_distributed_app",
+            factory=True,
+            workers=workers,
+            **options,
+        )
+        return 0
+    app = create_app(bank, allowed_hosts=hosts)
+    server = _clean_exit_server_class()(uvicorn.Config(app, **options))
+    print(f"Serving {url} (Ctrl-C to stop)", flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+        if lock is not None:
+            lock.release()
     return 0 if server.started else 1
+
+
+#: Addresses that listen on every interface: no client names the server so.
+WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})  # noqa: S104
+
+
+def served_hosts(host: str, allowed_hosts: str) -> list[str]:
+    """The Host names answered: loopback, --host unless a wildcard, --allowed-hosts."""
+    from bankaccounts.web.app import allowed_hosts_from
+
+    names = [] if host in WILDCARD_ADDRESSES else [host]
+    return allowed_hosts_from(",".join([*names, allowed_hosts]))
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to host and port; OSError if it cannot be."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn does: a restart may bind while old connections linger.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_host(host: str) -> str:
+    """The host as written in a URL (an IPv6 address in brackets)."""
+    return f"[{host}]" if ":" in host else host
+
+
+def fail(message: str, status: int = 2) -> int:
+    """Prints the reason on stderr; returns the exit status (2: a usage error)."""
+    print(f"bankaccounts: {message}", file=sys.stderr)
+    return status
 
 
 def init_db(log_level: str) -> int:
@@ -273,6 +359,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_level,
             distributed=getattr(args, "distributed", False),
             workers=getattr(args, "workers", 1),
+            allowed_hosts=args.allowed_hosts,
         )
     if args.command == "init-db":
         return init_db(args.log_level)
