@@ -739,6 +739,12 @@ function clearErrors(form) {
   for (const input of form.querySelectorAll("[aria-invalid]")) input.removeAttribute("aria-invalid");
 }
 
+/** Hides the last outcome of a form, so that it never stands beside a new error. */
+function forgetOutcome(action) {
+  ui.watches.delete(action);
+  renderWatches();
+}
+
 function setBusy(form, busy) {
   form.setAttribute("aria-busy", String(busy));
   for (const button of form.querySelectorAll("button")) button.disabled = busy;
@@ -769,6 +775,17 @@ page.openForm.addEventListener("submit", async (event) => {
   }
 });
 
+// An error stays only until the field is changed.
+page.openName.addEventListener("input", () => showError(page.openError, page.openName, ""));
+for (const form of document.querySelectorAll(".action-form")) {
+  form.addEventListener("input", (event) => {
+    const described = (event.target.getAttribute("aria-describedby") ?? "").split(/\s+/);
+    for (const error of described.map((id) => document.getElementById(id))) {
+      if (error?.classList.contains("field-error")) showError(error, event.target, "");
+    }
+  });
+}
+
 // Each form's websocket message type, and the kind of transaction it makes.
 const MONEY_ACTIONS = {
   deposit: { type: "deposit", kind: "deposit" },
@@ -792,6 +809,7 @@ async function submitMoney(form, action) {
   const amountError = byTestId(`${action}-error`);
   const targetError = byTestId("transfer-target-error");
   clearErrors(form);
+  forgetOutcome(action);
   const amount = parseAmount(input.value);
   let firstBad = null;
   if (action === "transfer" && !page.transferTarget.value) {
@@ -834,6 +852,7 @@ async function submitOverdraft(form) {
   const input = form.elements.overdraft_limit;
   const error = byTestId("overdraft-error");
   clearErrors(form);
+  forgetOutcome("overdraft");
   const limit = parseAmount(input.value, { allowZero: true });
   if (!limit.ok) {
     showError(error, input, limit.error);

@@ -48,34 +48,40 @@ export function formatMoney(text, options) {
   return formatCents(toCents(text), options);
 }
 
-/**
- * Checks what someone typed as an amount: a number, at most 2 decimal places, at most
- * 1,000,000,000,000.00, and above zero (or zero too, with { allowZero: true }).
- * Returns { ok: true, cents, value: "12.50" } or { ok: false, error: "in words" }.
- */
-export function parseAmount(input, { allowZero = false } = {}) {
-  let text = String(input ?? "").trim();
-  if (!text) return { ok: false, error: "Enter an amount." };
-  // Accept "1,234.50" as typed in English, and "12,50" from a phone's decimal keypad
-  // where the comma is the decimal separator (one comma, one or two digits after it).
-  if (/^\d{1,3}(,\d{3})+(\.\d*)?$/.test(text)) text = text.replaceAll(",", "");
-  else if (/^\d*,\d{1,2}$/.test(text)) text = text.replace(",", ".");
-  if (/^[-\u2212]/.test(text)) {
-    return { ok: false, error: allowZero ? "The limit can't be negative." : "Enter an amount greater than zero." };
-  }
-  const match = /^\+?(\d*)(?:\.(\d*))?$/.exec(text);
-  if (!match || !(match[1] || match[2])) {
-    return { ok: false, error: "Enter a number, like 12.50." };
-  }
-  const [, whole = "", fraction = ""] = match;
-  if (fraction.length > 2) return { ok: false, error: "Use at most 2 decimal places." };
-  if (whole.replace(/^0+/, "").length > 13) return tooLarge();
-  const cents = BigInt(whole || "0") * CENTS_PER_UNIT + BigInt(fraction.padEnd(2, "0"));
-  if (cents > MAX_CENTS) return tooLarge();
-  if (cents === 0n && !allowZero) return { ok: false, error: "Enter an amount greater than zero." };
-  return { ok: true, cents, value: centsToDecimal(cents) };
-}
+// The bank's one form of money (bankaccounts/validation.py), checked the same way
+// and refused in the same words: plain ASCII digits, optionally a point and 1 or 2
+// digits, nothing else. The order of the checks is the bank's too.
+const PLAIN = /^[0-9]+(?:\.[0-9]{1,2})?$/;
+const SIGNED = /^[-+][0-9]+(?:\.[0-9]+)?$/;
+const TOO_PRECISE = /^[0-9]+\.[0-9]{3,}$/;
+const SPACE = /[\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]/;
+const OTHER_DIGIT = /(?![0-9])\p{Nd}/u;
+const MAX_WHOLE_DIGITS = 13;
+const MAX_TEXT = "1,000,000,000,000.00";
+const PLAIN_FORM = "must be a plain decimal number such as 12.34: digits, optionally a point and 1 or 2 digits";
 
-function tooLarge() {
-  return { ok: false, error: `The most is ${formatCents(MAX_CENTS)}.` };
+/**
+ * Checks what someone typed as an amount, by the bank's rule and in its words:
+ * above zero, or zero too with { allowZero: true } (an overdraft limit).
+ * Returns { ok: true, cents, value: "12.50" } or { ok: false, error: "in words." }.
+ */
+export function parseAmount(input, { allowZero = false, label = allowZero ? "Overdraft limit" : "Amount" } = {}) {
+  const text = String(input ?? "");
+  const refuse = (words) => ({ ok: false, error: `${label} ${words}.` });
+  const negative = allowZero ? "must not be negative" : "must be greater than zero";
+  if (!PLAIN.test(text)) {
+    if (!text) return refuse("is missing: write digits, such as 12.34");
+    if (SIGNED.test(text)) return refuse(text[0] === "-" ? negative : "must be written without a sign, such as 12.34");
+    if (SPACE.test(text)) return refuse("must not contain spaces");
+    if (OTHER_DIGIT.test(text)) return refuse("must be written with the digits 0 to 9");
+    if (TOO_PRECISE.test(text)) return refuse("must have at most 2 decimal places");
+    return refuse(PLAIN_FORM);
+  }
+  const [whole, fraction = ""] = text.split(".");
+  const digits = whole.replace(/^0+/, "");
+  if (digits.length > MAX_WHOLE_DIGITS) return refuse(`must be at most ${MAX_TEXT}`);
+  const cents = BigInt(digits || "0") * CENTS_PER_UNIT + BigInt(fraction.padEnd(2, "0"));
+  if (cents > MAX_CENTS) return refuse(`must be at most ${MAX_TEXT}`);
+  if (cents === 0n && !allowZero) return refuse(negative);
+  return { ok: true, cents, value: centsToDecimal(cents) };
 }

@@ -448,13 +448,18 @@ def test_withdrawal_beyond_the_balance_fails_with_the_reason_in_words(
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("", "Enter an amount."),
-        ("12.345", "Use at most 2 decimal places."),
-        ("-5", "Enter an amount greater than zero."),
-        ("0", "Enter an amount greater than zero."),
-        ("ten", "Enter a number, like 12.50."),
-        ("NaN", "Enter a number, like 12.50."),
-        ("1000000000000.01", "The most is 1,000,000,000,000.00."),
+        # The bank's words (tests/test_validation.py has them all).
+        ("", "Amount is missing: write digits, such as 12.34."),
+        ("12.345", "Amount must have at most 2 decimal places."),
+        ("-5", "Amount must be greater than zero."),
+        ("0", "Amount must be greater than zero."),
+        (" 5", "Amount must not contain spaces."),
+        (
+            "1e3",
+            "Amount must be a plain decimal number such as 12.34: "
+            "digits, optionally a point and 1 or 2 digits.",
+        ),
+        ("1000000000000.01", "Amount must be at most 1,000,000,000,000.00."),
     ],
 )
 def test_bad_amounts_are_refused_in_the_page(
@@ -480,15 +485,17 @@ def test_bad_amounts_are_refused_in_the_page(
 
 
 PARSED = {
+    # The bank's one form of money: digits, optionally a point and 1 or 2 digits.
     "12.5": "12.50",
-    " 7 ": "7.00",
-    ".5": "0.50",
+    "7": "7.00",
+    " 7 ": None,
+    ".5": None,
     "0.01": "0.01",
-    "1,234.56": "1234.56",
-    "12,50": "12.50",
-    "1,000,000,000,000": "1000000000000.00",
+    "1,234.56": None,
+    "12,50": None,
+    "1000000000000": "1000000000000.00",
     "0001.10": "1.10",
-    "1.": "1.00",
+    "1.": None,
     "12.345": None,
     "1,5000": None,
     "1e3": None,
@@ -539,7 +546,7 @@ def test_the_largest_amount_is_accepted(
     tab = Tab(context, server.url)
     tab.select(account["id"])
 
-    tab.move_money("deposit", "1,000,000,000,000")
+    tab.move_money("deposit", "1000000000000")
 
     expect(tab.balance(account["id"])).to_have_text("1,000,000,000,000.00")
     tab.assert_clean()
@@ -818,3 +825,107 @@ def test_two_distributed_web_processes_show_the_same_live_feed(
     finally:
         context.close()
         cluster.stop_all()
+
+
+def test_the_page_checks_amounts_by_the_banks_rule_in_its_words(
+    server: Server, context: BrowserContext
+) -> None:
+    """static/money.js and bankaccounts/validation.py: same rule, same words."""
+    from bankaccounts.exceptions import InvalidAmountError
+    from bankaccounts.validation import to_amount, to_limit
+    from tests.test_validation import AMOUNT_WORDS, AMOUNTS_READ, LIMIT_WORDS
+
+    def bank_says(text: str, *, limit: bool) -> str:
+        try:
+            return str((to_limit if limit else to_amount)(text))
+        except InvalidAmountError as error:
+            return f"{error}."
+
+    texts = [*AMOUNT_WORDS, *LIMIT_WORDS, *AMOUNTS_READ, "1.", "00", "0.0", "\u22125"]
+    tab = Tab(context, server.url)
+    page_says = tab.page.evaluate(
+        """async (texts) => {
+            const money = await import("/static/money.js");
+            const say = (result) => (result.ok ? result.value : result.error);
+            return texts.map((text) => [
+                say(money.parseAmount(text)),
+                say(money.parseAmount(text, { allowZero: true })),
+            ]);
+        }""",
+        texts,
+    )
+    for text, (amount, limit) in zip(texts, page_says, strict=True):
+        assert amount == bank_says(text, limit=False), text[:20]
+        assert limit == bank_says(text, limit=True), text[:20]
+    tab.assert_clean()
+
+
+def test_keyboard_focus_shows_on_an_unselected_card(
+    server: Server, context: BrowserContext
+) -> None:
+    first = server.open_account(unique("Olga"))
+    second = server.open_account(unique("Pete"))
+    tab = Tab(context, server.url)
+    tab.select(first["id"])
+    card = tab.card(second["id"])
+    expect(card).to_have_attribute("aria-pressed", "false")
+    tab.card(first["id"]).focus()
+    tab.page.keyboard.press("Tab")  # the keyboard: :focus-visible applies
+    expect(card).to_be_focused()
+    ring = card.evaluate(
+        """element => {
+            const style = getComputedStyle(element);
+            return { shadow: style.boxShadow, outline: style.outlineStyle };
+        }"""
+    )
+    unfocused = tab.card(first["id"]).evaluate(
+        "element => getComputedStyle(element).boxShadow"
+    )
+    # The focus colour (--focus: 3px of rgb(11 87 164 / 35%)) shows round the card.
+    assert "rgba(11, 87, 164, 0.35) 0px 0px 0px 3px" in ring["shadow"], ring
+    assert "rgba(11, 87, 164, 0.35)" not in unfocused
+    tab.screenshot("desktop-card-focus")
+    tab.assert_clean()
+
+
+def test_a_new_error_replaces_the_message_of_the_last_success(
+    server: Server, context: BrowserContext
+) -> None:
+    account = server.open_account(unique("Quinn"))
+    tab = Tab(context, server.url)
+    tab.select(account["id"])
+    tab.move_money("deposit", "5")
+    expect(tab.by("deposit-status")).to_have_text("Deposit of 5.00 succeeded.")
+
+    tab.move_money("deposit", "5.5.5")
+
+    expect(tab.by("deposit-error")).to_be_visible()
+    expect(tab.by("deposit-status")).to_be_hidden()
+    tab.by("tab-overdraft").click()
+    tab.by("overdraft-limit").fill("10")
+    tab.by("overdraft-submit").click()
+    expect(tab.by("overdraft-status")).to_have_text("Overdraft limit set to 10.00.")
+    tab.by("overdraft-limit").fill("-1")
+    tab.by("overdraft-submit").click()
+    expect(tab.by("overdraft-error")).to_have_text(
+        "Overdraft limit must not be negative."
+    )
+    expect(tab.by("overdraft-status")).to_be_hidden()
+    tab.assert_clean()
+
+
+def test_the_open_account_error_clears_as_you_type(
+    server: Server, context: BrowserContext
+) -> None:
+    tab = Tab(context, server.url)
+    tab.by("open-account-name").press("Enter")
+    expect(tab.by("open-account-error")).to_have_text(
+        "Enter the account holder's name."
+    )
+    expect(tab.by("open-account-name")).to_have_attribute("aria-invalid", "true")
+
+    tab.by("open-account-name").press_sequentially("R")
+
+    expect(tab.by("open-account-error")).to_be_hidden()
+    expect(tab.by("open-account-name")).not_to_have_attribute("aria-invalid", "true")
+    tab.assert_clean()
