@@ -36,7 +36,10 @@ MAX_WHOLE_DIGITS = 13
 _PLAIN = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
 _SIGNED = re.compile(r"[-+][0-9]+(?:\.[0-9]+)?")
 _TOO_PRECISE = re.compile(r"[0-9]+\.[0-9]{3,}")
-_SPACE = re.compile(r"\s")
+# Spelled out, as static/money.js spells them: JavaScript's \s and Python's differ.
+_SPACE = re.compile(
+    "[\t\n\x0b\x0c\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]"
+)
 
 
 def _label(name: str) -> str:
