@@ -64,6 +64,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     """
 
     pull_section_size = PAGE_SIZE
+    recorder: FollowerRecorder
+    _failing: dict[str, int] | None = None  # see _failures_on_record
 
     def construct_recorder(self) -> FollowerRecorder:
         """The library's process recorder with the page guard and failures record."""
@@ -103,6 +105,7 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             self._pull_and_process(leader_name, start, stop)
         except UnprocessableEventError as error:
             logger.error("%s", error)  # the cause was logged with its traceback
+            self._note_failure(error)
         except Exception:
             # The runner prompts again (on new events and at every catch-up), and
             # the follower resumes from its tracking position: nothing is skipped.
@@ -126,6 +129,37 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             )
             if jobs:
                 self.process_events(jobs)
+                self._note_progress(leader_name, jobs[-1][1].notification_id)
+
+    def _note_failure(self, error: UnprocessableEventError) -> None:
+        """Records the event it stopped at, for `status` (the log says it anyway)."""
+        cause = error.__cause__ or error
+        try:
+            self.recorder.record_failure(
+                error.upstream,
+                error.position,
+                error.event,
+                f"{type(cause).__name__}: {str(cause).strip() or 'no detail'}",
+            )
+        except Exception:
+            logger.exception("%s: could not record its failure", self.name)
+        else:
+            self._failures_on_record()[error.upstream] = error.position
+
+    def _note_progress(self, upstream: str, position: int) -> None:
+        """Forgets a failure on record once the follower has got past it."""
+        failing = self._failures_on_record()
+        if upstream in failing and failing[upstream] <= position:
+            self.recorder.clear_failures(upstream, position)
+            del failing[upstream]
+
+    def _failures_on_record(self) -> dict[str, int]:
+        """Per upstream, the position of a failure on record (read once)."""
+        if self._failing is None:
+            self._failing = {
+                f.upstream: f.position for f in self.recorder.select_failures()
+            }
+        return self._failing
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:
         """Processes one event (the library's per-event runners call this)."""
