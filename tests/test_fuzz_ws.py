@@ -213,7 +213,7 @@ def random_frame(rng: random.Random, account: str) -> Frame:
         "credit_account_id": str(uuid.uuid4()),  # unknown: 404 if all else is right
         "amount": "1",
     }
-    message = dict(rng.choice([deposit, withdraw, transfer]))
+    message: dict[str, Any] = dict(rng.choice([deposit, withdraw, transfer]))
     if rng.random() < 0.5:
         message["request_id"] = rng.choice([rng.randint(-(2**53), 2**53), "r1", ""])
     kind = rng.randrange(10)
