@@ -55,6 +55,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A DNS-rebinding name: it resolves to the server, but is not one it serves.
+    "--host-resolver-rules=MAP rebind.evil.example 127.0.0.1",
 ]
 TRUE_VALUES = {"1", "y", "yes", "t", "true", "on"}
 START_TIMEOUT = 30.0
@@ -68,6 +70,15 @@ MINUS = "\u2212"
 REFUSED = re.compile(
     r"ERR_CONNECTION_REFUSED|Failed to load resource|WebSocket connection"
 )
+#: Records the Content-Security-Policy's refusals in the page, for assert_clean.
+CSP_RECORDER = """
+window.cspViolations = [];
+document.addEventListener("securitypolicyviolation", (event) => {
+  const where = `${event.sourceFile}:${event.lineNumber}`;
+  const what = `${event.effectiveDirective} refused ${event.blockedURI}`;
+  window.cspViolations.push(`${what} (${where})`);
+});
+"""
 
 
 def env_flag(name: str) -> bool:
@@ -253,8 +264,9 @@ def phone_context(browser: Browser) -> Iterator[BrowserContext]:
 class Tab:
     """One page of the app, with what went wrong in it (errors, dialogs)."""
 
-    def __init__(self, context: BrowserContext, url: str) -> None:
+    def __init__(self, context: BrowserContext, url: str, *, live: bool = True) -> None:
         self.page: Page = context.new_page()
+        self.page.add_init_script(CSP_RECORDER)
         self.errors: list[str] = []
         self.dialogs: list[str] = []
         self.page.on("pageerror", lambda error: self.errors.append(str(error)))
@@ -266,7 +278,8 @@ class Tab:
         )
         self.page.on("dialog", self._on_dialog)
         self.page.goto(url)
-        self.wait_until_live()
+        if live:
+            self.wait_until_live()
 
     def _on_dialog(self, dialog: Any) -> None:
         self.dialogs.append(dialog.message)
@@ -331,8 +344,14 @@ class Tab:
         self.page.screenshot(path=str(path), full_page=full_page, animations="disabled")
         return path
 
+    def csp_violations(self) -> list[str]:
+        """What the Content-Security-Policy refused in the page so far."""
+        violations: list[str] = self.page.evaluate("window.cspViolations")
+        return violations
+
     def assert_clean(self, *, while_server_was_down: bool = False) -> None:
-        """No script errors and no dialogs (an alert would mean injected script ran).
+        """No script errors, no dialogs (an alert would mean injected script ran),
+        and nothing the Content-Security-Policy refused.
 
         While the server is down, Chromium itself logs each refused connection.
         """
@@ -341,6 +360,7 @@ class Tab:
             errors = [e for e in errors if not REFUSED.search(e)]
         assert errors == []
         assert self.dialogs == []
+        assert self.csp_violations() == []
 
 
 def unique(name: str) -> str:
@@ -775,6 +795,126 @@ def test_screenshots(
         context.close()
         phone_context.close()
         server.stop()
+
+
+def test_the_page_works_under_its_content_security_policy(
+    server: Server, context: BrowserContext
+) -> None:
+    """The header's policy, the feed (connect-src 'self' covers ws:), every write."""
+    with urllib.request.urlopen(server.url, timeout=5) as response:
+        policy = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in policy
+    assert "frame-ancestors 'none'" in policy
+    tab = Tab(context, server.url)
+    name = unique("Sam")
+
+    account_id = tab.open_account(name)
+    tab.move_money("deposit", "12.50")
+    expect(tab.balance(account_id)).to_have_text("12.50")
+    tab.by("tab-overdraft").click()
+    tab.by("overdraft-limit").fill("5")
+    tab.by("overdraft-submit").click()
+    expect(tab.by("panel-limit")).to_have_text("5.00")
+    tab.by("close-account").click()
+    tab.by("close-confirm").click()  # a bodyless write, sent as JSON
+    expect(tab.card(account_id).get_by_test_id("account-closed-badge")).to_be_visible()
+    tab.assert_clean()
+
+
+def test_the_policy_refuses_inline_script_and_the_tests_see_it(
+    server: Server, context: BrowserContext
+) -> None:
+    """The check that every test's assert_clean makes can fail."""
+    tab = Tab(context, server.url)
+    ran = tab.page.evaluate(
+        """() => {
+            const script = document.createElement("script");
+            script.textContent = "window.injected = true";
+            document.body.append(script);
+            return window.injected === true;
+        }"""
+    )
+    assert ran is False
+    expect(tab.page.locator("body")).to_be_visible()
+    assert any(v.startswith("script-src") for v in tab.csp_violations())
+    with pytest.raises(AssertionError):
+        tab.assert_clean()
+
+
+def test_the_api_docs_work_without_internet(
+    server: Server, context: BrowserContext
+) -> None:
+    """Swagger UI and ReDoc from the server alone, under the policy."""
+    elsewhere: list[str] = []
+
+    def local_only(route: Any) -> None:
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            elsewhere.append(route.request.url)
+            route.abort()
+
+    context.route("**/*", local_only)
+    operations = sum(
+        1
+        for item in server.request("GET", "/openapi.json")["paths"].values()
+        for _ in item
+    )
+
+    docs = Tab(context, f"{server.url}/docs", live=False)
+    expect(docs.page.locator(".opblock")).to_have_count(operations)
+    docs.page.locator(".opblock-summary", has_text="/api/transfers").click()
+    expect(docs.page.locator(".response-col_status", has_text="415")).to_be_visible()
+    redoc = Tab(context, f"{server.url}/redoc", live=False)
+    expect(redoc.page.get_by_role("heading", name="Open Account")).to_be_visible()
+    expect(
+        redoc.page.get_by_text("Content-Type is not application/json").first
+    ).to_be_attached()
+    docs.screenshot("api-docs")
+    redoc.screenshot("api-redoc")
+    docs.assert_clean()
+    redoc.assert_clean()
+    assert elsewhere == []
+
+
+def test_another_site_cannot_frame_the_page(
+    server: Server, context: BrowserContext
+) -> None:
+    page = context.new_page()
+    with page.expect_console_message(lambda message: "frame-ancestors" in message.text):
+        page.set_content(f'<iframe src="{server.url}/"></iframe>')
+    frame = page.frames[-1]
+    assert frame.locator('[data-testid="app"]').count() == 0
+
+
+def test_a_rebinding_host_name_reaches_nothing(
+    server: Server, context: BrowserContext
+) -> None:
+    """A page of rebind.evil.example, which resolves to the server, as in the issue."""
+    rebound = f"http://rebind.evil.example:{server.port}"
+    before = server.request("GET", "/api/accounts")
+    page = context.new_page()
+    response = page.goto(f"{rebound}/")
+    assert response is not None
+    assert response.status == 400
+    answers = page.evaluate(
+        """async () => {
+            const read = await fetch("/api/accounts");
+            const write = await fetch("/api/accounts", {
+                method: "POST",
+                headers: { "Content-Type": "application/json" },
+                body: "{}",
+            });
+            const closed = await new Promise((resolve) => {
+                const ws = new WebSocket(`ws://${location.host}/ws`);
+                ws.onopen = () => resolve("open");
+                ws.onclose = (event) => resolve(event.code);
+            });
+            return [read.status, write.status, closed];
+        }"""
+    )
+    assert answers == [400, 400, 1006]  # 1006: the handshake was refused
+    assert server.request("GET", "/api/accounts") == before
 
 
 @pytest.mark.postgres
