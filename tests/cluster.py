@@ -24,10 +24,13 @@ from uuid import uuid4
 
 import psycopg
 
+from bankaccounts.worker import WORKER_NAMES
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.tcpproxy import TCPProxy
 
 START_TIMEOUT = 30.0
 WORKERS = ("sagas", "accounts", "interface")
@@ -47,6 +50,8 @@ class Process:
     def __init__(self, name: str, args: list[str], env: dict[str, str], log: Path):
         self.name = name
         self.args = args
+        # A worker's kind (sagas, accounts, interface), or None for a web process.
+        self.worker = args[1] if args[0] == "worker" else None
         self.env = env
         self.log = log
         self.popen: subprocess.Popen[bytes] | None = None
@@ -101,11 +106,21 @@ class Process:
 
 
 class Cluster:
-    """Workers and web processes of one bank on one PostgreSQL schema."""
+    """Workers and web processes of one bank on one PostgreSQL schema.
 
-    def __init__(self, env: dict[str, str], logs_dir: Path) -> None:
+    With a proxy, the workers and web processes reach PostgreSQL through it (the
+    command-line runs and the test's own reads do not), so it can cut them off.
+    """
+
+    def __init__(
+        self, env: dict[str, str], logs_dir: Path, proxy: TCPProxy | None = None
+    ) -> None:
         self.tag = f"bankaccounts-test-{uuid4().hex[:8]}"
         self.env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.process_env = dict(self.env)
+        if proxy is not None:
+            self.process_env["POSTGRES_PORT"] = str(proxy.port)
+        self.proxy = proxy
         self.logs_dir = logs_dir
         self.processes: dict[str, Process] = {}
         self.terminated = 0
@@ -128,16 +143,20 @@ class Cluster:
         result = self.cli("init-db")
         assert result.returncode == 0, result.stderr
 
-    def add_worker(self, name: str) -> Process:
-        """Starts a worker and waits until it follows its upstreams."""
+    def add_worker(self, name: str, instance: int = 1) -> Process:
+        """Starts a worker; waits until it follows its upstreams or waits its turn.
+
+        Instance 1 is named after its kind ("sagas"), a second one "sagas-2".
+        """
+        key = name if instance == 1 else f"{name}-{instance}"
         process = Process(
-            name,
+            key,
             ["worker", name, "--log-level", "info"],
-            {**self.env, "PGAPPNAME": f"{self.tag}-{name}"},
-            self.logs_dir / f"{name}.log",
+            {**self.process_env, "PGAPPNAME": f"{self.tag}-{key}"},
+            self.logs_dir / f"{key}.log",
         )
-        self.processes[name] = process
-        self.start(name)
+        self.processes[key] = process
+        self.start(key)
         return process
 
     def add_web(self, name: str, workers: int = 1) -> str:
@@ -155,7 +174,7 @@ class Cluster:
                 "--log-level",
                 "info" if workers > 1 else "warning",
             ],
-            {**self.env, "PGAPPNAME": f"{self.tag}-{name}"},
+            {**self.process_env, "PGAPPNAME": f"{self.tag}-{name}"},
             self.logs_dir / f"{name}.log",
         )
         process.url = f"http://127.0.0.1:{port}"
@@ -167,11 +186,15 @@ class Cluster:
         """Starts (or restarts) a process and waits until it is ready."""
         process = self.processes[name]
         process.start()
-        if name in WORKERS:
-            label = {"interface": "Interface"}.get(name, name.capitalize())
-            ready = f"{label}: started"
+        if process.worker is not None:
+            label = WORKER_NAMES[process.worker]
+            # It follows, or waits while another worker of its kind holds the lock.
+            ready = (f"{label}: started", f"{label}: waiting for the other")
             wait_for(
-                lambda: ready in process.last_run() or not process.is_running(),
+                lambda: (
+                    any(text in process.last_run() for text in ready)
+                    or not process.is_running()
+                ),
                 START_TIMEOUT,
                 f"{name} did not start",
             )

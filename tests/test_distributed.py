@@ -14,6 +14,7 @@ from uuid import uuid4
 
 import pytest
 
+from bankaccounts.worker import WORKER_NAMES
 from tests.cluster import (
     WORKERS,
     Cluster,
@@ -214,6 +215,34 @@ def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
         ("Interface", "Sagas"),
     }
     assert all(r["lag"] == 0 and not r["stuck"] for r in rows)
+
+
+def test_a_second_worker_of_each_kind_waits_and_takes_over(cluster: Cluster) -> None:
+    web = cluster.add_web("web")
+    alice = open_account(web, "Alice")
+    for name in WORKERS:
+        label = WORKER_NAMES[name]
+        second = cluster.add_worker(name, instance=2)
+        waiting = f"WARNING bankaccounts.worker: {label}: waiting for the other "
+        assert f"{waiting}{label} worker to stop" in second.last_run()
+    assert deposit(web, alice, "10.00")["status"] == "succeeded"
+
+    for name in WORKERS:  # SIGKILL: each lock goes with its holder's connection
+        cluster.kill(name)
+    for name in WORKERS:
+        label = WORKER_NAMES[name]
+        second = cluster.processes[f"{name}-2"]
+        taking_over = f"{label}: the other {label} worker has stopped; taking over"
+        wait_for(lambda p=second, t=taking_over: t in p.last_run(), 30, name)
+    assert deposit(web, alice, "5.00")["status"] == "succeeded"
+    for name in WORKERS:  # back again, they wait their turn
+        cluster.start(name)
+        assert "waiting for the other" in cluster.processes[name].last_run()
+
+    wait_until_quiet(cluster)
+    assert balance(web, alice) == Decimal("15.00")
+    for process in cluster.processes.values():
+        assert "Traceback" not in process.text(), process.name
 
 
 def test_a_worker_that_cannot_reach_the_database_retries_with_backoff(
