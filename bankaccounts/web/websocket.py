@@ -16,7 +16,6 @@ import logging
 import re
 from json import JSONDecodeError
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import ValidationError
@@ -33,6 +32,7 @@ from bankaccounts.web.schemas import (
     load_json,
     to_request_id,
 )
+from bankaccounts.web.security import AllowedHosts, origin_matches_host
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -55,11 +55,12 @@ router = APIRouter()
 
 
 def is_same_origin(websocket: WebSocket) -> bool:
-    """True unless a browser page from another origin opened the socket."""
+    """True unless a page from another origin, or from a host not allowed, opened it."""
     origin = websocket.headers.get("origin")
     if origin is None:
         return True  # not a browser page: browsers always send Origin
-    return urlsplit(origin).netloc == websocket.headers.get("host")
+    allowed: AllowedHosts = websocket.app.state.allowed_hosts
+    return origin_matches_host(origin, websocket.headers.get("host"), allowed)
 
 
 @router.websocket("/ws")
