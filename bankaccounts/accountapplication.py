@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import random
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
@@ -13,7 +15,7 @@ from bankaccounts.infrastructure import BankApplication, VersionConflictError
 from bankaccounts.validation import to_account_id, to_limit, to_name
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from decimal import Decimal
     from uuid import UUID
 
@@ -22,8 +24,25 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: How often a write is tried when another process wrote the same account first.
-CONFLICT_ATTEMPTS = 5
+logger = logging.getLogger(__name__)
+
+#: How often a client's write is tried while other writers take its versions first.
+CONFLICT_ATTEMPTS = 8
+#: The wait before the second attempt; it doubles with each conflict, jittered, up to
+#: MAX_CONFLICT_DELAY, so that writers that collided do not collide again in step.
+FIRST_CONFLICT_DELAY = 0.002
+MAX_CONFLICT_DELAY = 0.25
+#: A follower's page that has conflicted this many times in a row says so (and again
+#: at every further multiple).
+CONFLICT_WARNING_AFTER = CONFLICT_ATTEMPTS
+
+
+def conflict_delays() -> Iterator[float]:
+    """Seconds to wait after each conflict: exponential, jittered, capped."""
+    delay = FIRST_CONFLICT_DELAY
+    while True:
+        yield delay * random.uniform(0.5, 1.5)  # noqa: S311 (jitter, not secrecy)
+        delay = min(delay * 2, MAX_CONFLICT_DELAY)
 
 
 def retry_on_conflict(application: Application[Any], write: Callable[[], T]) -> T:
@@ -31,18 +50,35 @@ def retry_on_conflict(application: Application[Any], write: Callable[[], T]) -> 
 
     Optimistic concurrency: the library refuses a second event at the same version,
     the application evicts the stale aggregates, and the next attempt reads them
-    again. Only a refused write of this application is retried: a conflict that
-    arises elsewhere (in a follower the runner prompts after the commit) is not.
+    again, after a jittered, growing wait. Only a refused write of this application
+    is retried: a conflict that arises elsewhere (in a follower the runner prompts
+    after the commit) is not. A client's write gives up after CONFLICT_ATTEMPTS. A
+    follower's page does not: each conflict means another writer changed an
+    aggregate it needs (progress, which a fresh read takes up), and tearing the
+    follower down would only bring it back to the same page. A page whose position
+    another instance recorded is refused otherwise (PositionTakenError), and not
+    retried. A closing application stops retrying.
     """
-    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+    delays = conflict_delays()
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return write()
         except VersionConflictError as error:
             if error.application_name != application.name:
                 raise
-            if attempt == CONFLICT_ATTEMPTS:
+            if not error.is_page and attempt >= CONFLICT_ATTEMPTS:
                 raise
-    raise AssertionError  # pragma: no cover (the loop returns or raises)
+            if error.is_page and attempt % CONFLICT_WARNING_AFTER == 0:
+                logger.warning(
+                    "%s: a page has conflicted %d times in a row with other "
+                    "writers of its aggregates; still retrying",
+                    application.name,
+                    attempt,
+                )
+            if application.closing.wait(next(delays)):
+                raise
 
 
 class AccountApplication(BankApplication):

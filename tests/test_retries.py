@@ -8,26 +8,33 @@ application must then see its own events in the store and call the write done.
 from __future__ import annotations
 
 import contextlib
+import itertools
+import logging
 import socket
 import sqlite3
 import threading
 from decimal import Decimal
 from typing import TYPE_CHECKING
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
+from eventsourcing.persistence import Tracking
 from eventsourcing.sqlite import SQLiteConnection
 from eventsourcing.system import SingleThreadedRunner
 
+from bankaccounts.accountapplication import CONFLICT_ATTEMPTS, conflict_delays
+from bankaccounts.infrastructure import PositionTakenError
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
-from bankaccounts.system.sagas import Sagas
+from bankaccounts.system.sagas import DepositFundsSaga, Sagas
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from bankaccounts.domainmodel import BankAccount
 
 #: The server's answer to COMMIT: CommandComplete ('C', length 11, "COMMIT\0").
 COMMIT_COMPLETE = b"C\x00\x00\x00\x0bCOMMIT\x00"
@@ -237,3 +244,121 @@ def test_a_transfer_stays_exact_whichever_commit_is_acknowledged_to_nobody(
         assert proxy.cuts == commits
     finally:
         runner.stop()
+
+
+class _Alarm(logging.Handler):
+    """Keeps the messages logged at WARNING or above."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+class StormedAccounts(Accounts):
+    """Accounts whose every read of an account is followed by another's write of it.
+
+    The other writer is a second Accounts on the same store (as the web process's
+    is in the distributed bank) changing the overdraft limit: a real write that
+    lands, each time, between this one's read and its commit.
+    """
+
+    name = "Accounts"  # the same store and tables
+    other: Accounts
+    storms = 0
+
+    def get_account(self, account_id: UUID) -> BankAccount:
+        account = super().get_account(account_id)
+        if self.storms:
+            self.storms -= 1
+            self.other.set_overdraft_limit(account_id, self.storms)
+        return account
+
+
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_page_outlasts_a_storm_of_conflicting_client_writes(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """Before, the page gave up after five quick attempts and the worker tore down.
+
+    Now it backs off and keeps going while others make progress (here, twelve
+    conflicts in a row), and says so at the eighth.
+    """
+    env: dict[str, str] = request.getfixturevalue(f"{store}_env")
+    worker, web = StormedAccounts(env), Accounts(env)
+    alarm = _Alarm()
+    logger = logging.getLogger("bankaccounts.accountapplication")
+    logger.addHandler(alarm)
+    try:
+        account_id = web.create_account("Stormy")
+        worker.other, worker.storms = web, CONFLICT_ATTEMPTS + 4
+        sagas = [DepositFundsSaga(uuid4(), account_id, Decimal("0.10")) for _ in "abc"]
+        jobs = [
+            (saga.collect_events()[0], Tracking("Sagas", position))
+            for position, saga in enumerate(sagas, start=1)
+        ]
+
+        worker.process_events(jobs)
+
+        assert worker.storms == 0
+        assert alarm.messages == [
+            f"Accounts: a page has conflicted {CONFLICT_ATTEMPTS} times in a row "
+            "with other writers of its aggregates; still retrying"
+        ]
+        assert worker.recorder.max_tracking_id("Sagas") == len(jobs)
+        events = list(web.events.get(account_id))
+        deposits = [e for e in events if type(e).__name__ == "TransactionAppended"]
+        assert [e.amount for e in deposits] == [Decimal("0.10")] * len(jobs)
+        assert worker.get_balance(account_id) == Decimal("0.30")
+    finally:
+        logger.removeHandler(alarm)
+        worker.close()
+        web.close()
+
+
+@pytest.mark.parametrize(
+    "store", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+def test_a_page_another_instance_recorded_is_refused_not_retried(
+    store: str, request: pytest.FixtureRequest
+) -> None:
+    """Its versions are free, its position is taken: processing it again can't help.
+
+    The second instance's stale aggregate first conflicts on a version (retried,
+    from a fresh read), then on the position, which ends the retries at once.
+    """
+    env: dict[str, str] = request.getfixturevalue(f"{store}_env")
+    first, second = Accounts(env), Accounts(env)
+    try:
+        account_id = first.create_account("Twice")
+        second.get_account(account_id)  # cached, soon stale
+        sagas = [DepositFundsSaga(uuid4(), account_id, Decimal("1.00")) for _ in "ab"]
+        jobs = [
+            (saga.collect_events()[0], Tracking("Sagas", position))
+            for position, saga in enumerate(sagas, start=1)
+        ]
+        first.process_events(jobs)
+
+        with pytest.raises(PositionTakenError):
+            second.process_events(jobs)
+
+        fresh = Accounts(env)
+        try:
+            assert fresh.get_balance(account_id) == Decimal("2.00")
+        finally:
+            fresh.close()
+    finally:
+        first.close()
+        second.close()
+
+
+def test_conflict_delays_start_at_milliseconds_grow_and_stay_capped() -> None:
+    delays = list(itertools.islice(conflict_delays(), 20))
+    assert 0.001 <= delays[0] <= 0.003
+    assert delays[3] > delays[0]
+    assert all(0.125 <= delay <= 0.375 for delay in delays[-5:])  # 0.25 +- half
+    assert len(set(delays)) == len(delays)  # jittered: writers fall out of step
