@@ -29,7 +29,7 @@ from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 import psycopg
-from eventsourcing.persistence import InterfaceError, OperationalError
+from eventsourcing.persistence import IntegrityError, InterfaceError, OperationalError
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import BaseProjectionRunner
 
@@ -61,6 +61,11 @@ CONNECTION_ERRORS = (
     psycopg.InterfaceError,
     ConnectionError,
 )
+
+#: Not the event's fault either: another instance (or a web process) recorded first,
+#: which happens for a moment when a worker takes over from one that lost its lock;
+#: the page is refused whole, and the worker starts again from the recorded position.
+EXPECTED_ERRORS = (*CONNECTION_ERRORS, IntegrityError)
 
 #: Seconds between checks that the lock's connection (and so the lock) is alive.
 LOCK_CHECK_INTERVAL = 1.0
@@ -242,9 +247,9 @@ class Worker:
         """Follows the upstream applications until stopped, recovering from failures.
 
         The delay before the next attempt doubles after each failure. It starts
-        again from the first delay after a lost connection once the worker had been
-        following, or when the error is another one than last time: never while the
-        same error repeats.
+        again from the first delay after a lost connection or a refused page once
+        the worker had been following, or when the error is another one than last
+        time: never while the same unexpected error repeats.
         """
         delay = self.first_retry_delay
         attempts = 0
@@ -253,11 +258,9 @@ class Worker:
             try:
                 self._follow(reconnecting=attempts > 0)
             except Exception as error:
-                is_connection = isinstance(error, CONNECTION_ERRORS)
+                is_expected = isinstance(error, EXPECTED_ERRORS)
                 signature = f"{type(error).__name__}: {error}"
-                if (is_connection and self.started.is_set()) or (
-                    signature != last_error
-                ):
+                if (is_expected and self.started.is_set()) or (signature != last_error):
                     delay = self.first_retry_delay
                 last_error = signature
                 self.started.clear()
@@ -270,9 +273,9 @@ class Worker:
                     type(error).__name__,
                     str(error).strip() or "no detail",
                     delay,
-                    # A lost connection is expected now and then; anything else
-                    # comes with its traceback.
-                    exc_info=None if is_connection else error,
+                    # A lost connection or a refused page is expected now and
+                    # then; anything else comes with its traceback.
+                    exc_info=None if is_expected else error,
                 )
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.max_retry_delay)
@@ -343,7 +346,7 @@ class Worker:
         for page in pages:
             try:
                 app.process_events(page)
-            except CONNECTION_ERRORS:
+            except EXPECTED_ERRORS:
                 raise
             except Exception as error:
                 self._failed(app, upstream, page, error)

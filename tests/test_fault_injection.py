@@ -1,9 +1,12 @@
 """Fault injection: money moves while worker processes are killed and cut off.
 
 A stream of random deposits, withdrawals, transfers, overdraft limits and closings
-goes to two web processes, while the sagas, accounts and interface workers are
-SIGKILLed and restarted at random moments and their PostgreSQL connections are
-terminated. Afterwards nothing may be lost, applied twice or shown wrongly.
+goes to two web processes, while at random moments the sagas, accounts and interface
+workers are SIGKILLed and restarted, a second worker of a kind is started and stopped
+(it waits for the first's lock, or takes over when the first dies), PostgreSQL
+connections are terminated, and a TCP proxy between every process and PostgreSQL
+cuts connections in mid-flight (so some commits are acknowledged to nobody).
+Afterwards nothing may be lost, applied twice or shown wrongly.
 
 The run is replayable: it prints its seed, and BANKACCOUNTS_FAULT_SEED=<seed> runs the
 same operations and the same fault schedule again (the moments differ with timing).
@@ -21,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
@@ -38,7 +41,11 @@ from tests.cluster import (
     request,
     wait_until_quiet,
 )
+from tests.tcpproxy import TCPProxy
 from tests.waiting import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
@@ -47,6 +54,8 @@ OPERATIONS = int(os.environ.get("BANKACCOUNTS_FAULT_OPERATIONS", "1200"))
 MIN_KILLS = 10
 MIN_KILLS_EACH = 3  # of each worker
 MIN_TERMINATIONS = 5
+MIN_CUTS = 5  # by the proxy
+MIN_SECOND_WORKERS_EACH = 1  # a second worker of each kind started (and stopped)
 CLIENT_THREADS = 4
 REQUEST_ATTEMPTS = 30
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -87,6 +96,21 @@ def plan(rng: random.Random, count: int) -> list[Operation]:
     return operations
 
 
+@pytest.fixture
+def proxied_cluster(postgres_env: dict[str, str], tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster whose processes reach PostgreSQL through a proxy that cuts."""
+    proxy = TCPProxy(postgres_env["POSTGRES_HOST"], int(postgres_env["POSTGRES_PORT"]))
+    cluster = Cluster(postgres_env, tmp_path, proxy)
+    try:
+        cluster.init_db()
+        for name in WORKERS:
+            cluster.add_worker(name)
+        yield cluster
+    finally:
+        cluster.stop_all()
+        proxy.close()
+
+
 def send(method: str, url: str, body: dict[str, Any], key: UUID) -> dict[str, Any]:
     """Sends a request, retrying with the same Idempotency-Key until it is answered."""
     for attempt in range(REQUEST_ATTEMPTS):
@@ -102,8 +126,11 @@ def send(method: str, url: str, body: dict[str, Any], key: UUID) -> dict[str, An
 
 
 def test_nothing_is_lost_or_applied_twice_when_processes_die(
-    cluster: Cluster, capsys: pytest.CaptureFixture[str]
+    proxied_cluster: Cluster, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    cluster = proxied_cluster
+    proxy = cluster.proxy
+    assert proxy is not None
     seed = int(os.environ.get("BANKACCOUNTS_FAULT_SEED") or random.randrange(2**32))
     report = [f"seed {seed} (replay: BANKACCOUNTS_FAULT_SEED={seed} pytest -m slow)"]
     with capsys.disabled():
@@ -167,18 +194,43 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
     load_done = threading.Event()
     kills: Counter[str] = Counter()
     terminated_connections = []
+    cuts: list[int] = []
+    seconds: Counter[str] = Counter()  # second workers started, by kind
+    seconds_stopped: Counter[str] = Counter()
     chaos_errors: list[BaseException] = []
+
+    def toggle_second_worker() -> None:
+        """Starts a second worker of a kind, or stops (or kills) the running one."""
+        kind = chaos_rng.choice([*WORKERS, min(WORKERS, key=lambda n: seconds[n])])
+        second = cluster.processes.get(f"{kind}-2")
+        if second is not None and second.is_running():
+            if chaos_rng.random() < 0.5:
+                second.stop()  # SIGTERM
+            else:
+                cluster.kill(second.name)
+            seconds_stopped[kind] += 1
+        else:
+            if second is None:
+                cluster.add_worker(kind, instance=2)
+            else:
+                cluster.start(second.name)
+            seconds[kind] += 1
+
+    def enough() -> bool:
+        return (
+            sum(kills.values()) >= MIN_KILLS
+            and min(kills[name] for name in WORKERS) >= MIN_KILLS_EACH
+            and len(terminated_connections) >= MIN_TERMINATIONS
+            and len([n for n in cuts if n]) >= MIN_CUTS
+            and min(seconds_stopped[n] for n in WORKERS) >= MIN_SECOND_WORKERS_EACH
+        )
 
     def chaos() -> None:
         try:
-            while not (
-                load_done.is_set()
-                and sum(kills.values()) >= MIN_KILLS
-                and min(kills[name] for name in WORKERS) >= MIN_KILLS_EACH
-                and len(terminated_connections) >= MIN_TERMINATIONS
-            ):
+            while not (load_done.is_set() and enough()):
                 load_done.wait(chaos_rng.uniform(0.2, 1.2))  # a random moment
-                if chaos_rng.random() < 0.65:
+                action = chaos_rng.random()
+                if action < 0.4:
                     # A random worker, or the one killed least so far.
                     name = chaos_rng.choice(
                         [*WORKERS, min(WORKERS, key=lambda n: kills[n])]
@@ -186,10 +238,15 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
                     cluster.kill(name)
                     kills[name] += 1
                     cluster.start(name)
-                else:
+                elif action < 0.55:
                     terminated_connections.append(
-                        cluster.terminate_connections((*WORKERS, "web1", "web2"))
+                        cluster.terminate_connections(tuple(cluster.processes))
                     )
+                elif action < 0.75:
+                    # Some of the live connections, whatever is in flight.
+                    cuts.append(proxy.cut(chaos_rng, share=chaos_rng.uniform(0.2, 1)))
+                else:
+                    toggle_second_worker()
         except BaseException as error:
             chaos_errors.append(error)
 
@@ -207,6 +264,7 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
     assert sum(kills.values()) >= MIN_KILLS
     assert min(kills[name] for name in WORKERS) >= MIN_KILLS_EACH
     assert len(terminated_connections) >= MIN_TERMINATIONS
+    assert enough()
 
     table = wait_until_quiet(cluster, timeout=300)
     quiet_seconds = time.monotonic() - started - load_seconds
@@ -261,9 +319,14 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
         for feed in feeds:
             wait_for(lambda f=feed: f.positions == expected, 60, "feed incomplete")
         reconnects = {
-            name: cluster.processes[name].text().count(": reconnected;")
-            for name in WORKERS
+            name: process.text().count(": reconnected;")
+            for name, process in cluster.processes.items()
+            if process.worker is not None
         }
+        takeovers = sum(
+            process.text().count("worker has stopped; taking over")
+            for process in cluster.processes.values()
+        )
         notifications = {
             name: app.recorder.max_notification_id()
             for name, app in (("Sagas", sagas), ("Accounts", accounts))
@@ -285,6 +348,9 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
         + str(dict(sorted(kills.items()))),
         f"connection terminations: {len(terminated_connections)} "
         f"({sum(terminated_connections)} connections)",
+        f"proxy cuts: {len(cuts)} ({sum(cuts)} of {proxy.accepted} connections)",
+        f"second workers started: {dict(sorted(seconds.items()))}, stopped "
+        f"{dict(sorted(seconds_stopped.items()))}; {takeovers} takeovers",
         f"worker reconnects without a restart: {reconnects}",
         f"feed: {len(expected)} messages; websocket clients "
         + ", ".join(
