@@ -60,6 +60,8 @@ def test_a_second_server_on_the_same_data_dir_refuses_to_start(
         first.kill()
         second.start()
         assert f"Serving {second.url}" in second.output()
+        assert second.stop() == 0
+        assert "Traceback" not in second.output()
     finally:
         first.stop()
         second.stop()
