@@ -14,6 +14,7 @@ from bankaccounts import bootstrap
 from bankaccounts.system.commands import Commands
 from bankaccounts.web.api import require_account, transaction_status
 from bankaccounts.web.schemas import TransactionOut
+from tests.waiting import wait_for
 from tests.webclient import bank_client, deposit, open_account
 
 if TYPE_CHECKING:
@@ -30,6 +31,21 @@ def client(persistence_env: dict[str, str]) -> Iterator[TestClient]:
 def feed_position(client: TestClient) -> int:
     position: int = client.get("/api/state").json()["position"]
     return position
+
+
+def settled_position(client: TestClient, *account_ids: str) -> int:
+    """The feed position once the read model shows these accounts opened.
+
+    With PostgreSQL the system follows in threads: an account's messages may come
+    after its POST has answered.
+    """
+
+    def shown() -> bool:
+        accounts = client.get("/api/state").json()["accounts"]
+        return set(account_ids) <= {account["id"] for account in accounts}
+
+    wait_for(shown, message="the read model does not show the accounts")
+    return feed_position(client)
 
 
 def test_open_get_and_list_accounts(client: TestClient) -> None:
@@ -169,7 +185,7 @@ def test_bad_amounts_are_refused_and_record_nothing(
 ) -> None:
     alice = open_account(client)
     bob = open_account(client)
-    before = feed_position(client)
+    before = settled_position(client, alice, bob)
     for path, body in [
         (f"/api/accounts/{alice}/deposits", {"amount": amount}),
         (f"/api/accounts/{alice}/withdrawals", {"amount": amount}),
@@ -194,7 +210,7 @@ def post_raw(client: TestClient, path: str, body: bytes) -> Any:
 
 def test_json_numbers_are_judged_by_their_literal_text(client: TestClient) -> None:
     alice = open_account(client)
-    before = feed_position(client)
+    before = settled_position(client, alice)
     path = f"/api/accounts/{alice}/deposits"
     for literal, reason in [
         (b"NaN", PLAIN_FORM),
@@ -230,7 +246,7 @@ def test_json_numbers_are_judged_by_their_literal_text(client: TestClient) -> No
 
 def test_hostile_bodies_are_a_clear_422(client: TestClient) -> None:
     alice = open_account(client)
-    before = feed_position(client)
+    before = settled_position(client, alice)
     for body in [
         b"[" * 60_000,
         b'{"amount": ' + b"[" * 60_000 + b"}",
@@ -256,7 +272,7 @@ def test_hostile_bodies_are_a_clear_422(client: TestClient) -> None:
 
 def test_bad_ids_self_transfer_and_unknown_accounts(client: TestClient) -> None:
     alice = open_account(client)
-    before = feed_position(client)
+    before = settled_position(client, alice)
     response = client.post(
         "/api/transfers",
         json={"debit_account_id": alice, "credit_account_id": alice, "amount": "1"},
@@ -288,7 +304,7 @@ def test_bad_names_and_limits(client: TestClient) -> None:
     assert client.post("/api/accounts", json={"name": "x" * 101}).status_code == 422
     assert client.post("/api/accounts", json={"name": 5}).status_code == 422
     alice = open_account(client)
-    before = feed_position(client)
+    before = settled_position(client, alice)
     for limit, reason in [
         ("-1", "Overdraft limit must not be negative"),
         ("1.234", "Overdraft limit must have at most 2 decimal places"),
