@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from eventsourcing.domain import DomainEventProtocol
-    from eventsourcing.persistence import StoredEvent
+    from eventsourcing.persistence import Notification, StoredEvent
+
+    from bankaccounts.storedevents import Position
 
 
 class TransactionErrorAsDict(Transcoding):
@@ -155,7 +157,14 @@ class BankApplication(Application[UUID]):
         try:
             return super()._record(processing_event)
         except (IntegrityError, OperationalError) as error:
-            recordings = self._recordings_if_stored(processing_event)
+            stored = select_stored_events(
+                self.recorder,
+                [
+                    (e.originator_id, e.originator_version)
+                    for e in processing_event.events
+                ],
+            )
+            recordings = self._own_recordings(processing_event, stored)
             if recordings is not None:
                 if self.repository.cache is not None:  # as the library does on success
                     for aggregate_id, aggregate in processing_event.aggregates.items():
@@ -167,10 +176,12 @@ class BankApplication(Application[UUID]):
                 for aggregate_id in processing_event.aggregates:
                     with contextlib.suppress(KeyError):
                         self.repository.cache.get(aggregate_id, evict=True)
-            raise self._conflict(processing_event, error) from error
+            raise self._conflict(processing_event, stored, error) from error
 
-    def _recordings_if_stored(
-        self, processing_event: ProcessingEvent[UUID]
+    def _own_recordings(
+        self,
+        processing_event: ProcessingEvent[UUID],
+        stored: dict[Position, Notification] | None,
     ) -> list[Recording[UUID]] | None:
         """The recordings of this write if all its events are stored, else None.
 
@@ -179,34 +190,23 @@ class BankApplication(Application[UUID]):
         committed. A write of a tracking record only is done once the position is
         recorded.
         """
-        events = processing_event.events
+        if stored is None:  # a store that can't be asked
+            return None
         tracking = processing_event.tracking
-        if not events:
-            return (
-                []
-                if tracking is not None
-                and self.recorder_tracks(
-                    tracking.application_name, tracking.notification_id
-                )
-                else None
-            )
-        stored = select_stored_events(
-            self.recorder, [(e.originator_id, e.originator_version) for e in events]
-        )
-        if stored is None:
+        if not processing_event.events:
+            recorder: Any = self.recorder
+            if tracking is not None and recorder.has_tracking_id(
+                tracking.application_name, tracking.notification_id
+            ):
+                return []
             return None
         recordings = []
-        for event in events:
+        for event in processing_event.events:
             notification = stored.get((event.originator_id, event.originator_version))
             if notification is None or not self._is_same_event(event, notification):
                 return None
             recordings.append(Recording(event, notification))
         return recordings
-
-    def recorder_tracks(self, application_name: str, notification_id: int) -> bool:
-        """Whether the recorder has recorded this position of the upstream or later."""
-        recorder: Any = self.recorder
-        return bool(recorder.has_tracking_id(application_name, notification_id))
 
     def _is_same_event(
         self, event: DomainEventProtocol[UUID], stored: StoredEvent
@@ -219,16 +219,14 @@ class BankApplication(Application[UUID]):
         return bool(self.mapper.to_domain_event(stored) == event)
 
     def _conflict(
-        self, processing_event: ProcessingEvent[UUID], error: IntegrityError
+        self,
+        processing_event: ProcessingEvent[UUID],
+        stored: dict[Position, Notification] | None,
+        error: IntegrityError,
     ) -> IntegrityError:
         """The error for a refused write: a version taken, or a follower's position."""
-        tracking = processing_event.tracking
-        if tracking is None:
+        if processing_event.tracking is None:
             return VersionConflictError(self.name, error)
-        events = processing_event.events
-        stored = select_stored_events(
-            self.recorder, [(e.originator_id, e.originator_version) for e in events]
-        )
         if stored is None or stored:
             # Another writer took a version this page wanted: the page processed
             # again from the aggregates as they now are may well commit.

@@ -25,6 +25,7 @@ from eventsourcing.system import SingleThreadedRunner
 from bankaccounts.accountapplication import CONFLICT_ATTEMPTS, conflict_delays
 from bankaccounts.infrastructure import PositionTakenError
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
+from bankaccounts.storedevents import select_stored_events
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
@@ -362,3 +363,27 @@ def test_conflict_delays_start_at_milliseconds_grow_and_stay_capped() -> None:
     assert delays[3] > delays[0]
     assert all(0.125 <= delay <= 0.375 for delay in delays[-5:])  # 0.25 +- half
     assert len(set(delays)) == len(delays)  # jittered: writers fall out of step
+
+
+def test_stored_events_are_read_back_by_position_with_their_notification_ids(
+    persistence_env: dict[str, str],
+) -> None:
+    app = SimpleBankAccountApplication(persistence_env)
+    try:
+        account_id = app.create_account("Dora")
+        account = app.get_account(account_id)
+        account.append_transaction(Decimal("1.00"))
+        account.append_transaction(Decimal("2.00"))
+        recordings = app.save(account)
+
+        positions = [(account_id, 2), (account_id, 3), (account_id, 4), (uuid4(), 1)]
+        stored = select_stored_events(app.recorder, positions)
+
+        assert stored is not None
+        assert sorted(stored) == [(account_id, 2), (account_id, 3)]
+        assert [stored[account_id, v] for v in (2, 3)] == [
+            r.notification for r in recordings
+        ]
+        assert select_stored_events(app.recorder, []) == {}
+    finally:
+        app.close()
