@@ -135,6 +135,7 @@ def serve(
     )
     from bankaccounts.datalock import DataDirectoryInUseError, DataDirectoryLock
     from bankaccounts.web.app import ALLOWED_HOSTS_VARIABLE, create_app
+    from bankaccounts.web.websocket import MAX_MESSAGE_BYTES
 
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     if workers < 1 or (workers > 1 and not distributed):
@@ -155,6 +156,9 @@ def serve(
         "port": port,
         "log_level": log_level,
         "ws": "websockets-sansio",
+        # uvicorn would buffer a websocket message up to 16 MiB before the handler
+        # could refuse it; over this it closes with 1009 (message too big).
+        "ws_max_size": MAX_MESSAGE_BYTES,
         "timeout_graceful_shutdown": 5,
     }
     lock: DataDirectoryLock | None = None

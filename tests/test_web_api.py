@@ -397,6 +397,18 @@ def test_a_replayed_key_answers_the_real_status(client: TestClient) -> None:
     assert client.get(f"/api/accounts/{alice}").json()["balance"] == "3.00"
 
 
+def test_a_first_keyed_request_is_accepted_as_any_other(client: TestClient) -> None:
+    """Only a retry answers the final status; a first request is 202 pending."""
+    alice = open_account(client, "Alice")
+    path = f"/api/accounts/{alice}/deposits"
+    first = client.post(path, json={"amount": "3"}, headers={"Idempotency-Key": "d1"})
+    assert first.status_code == 202
+    assert first.json()["status"] == "pending"
+    again = client.post(path, json={"amount": "3"}, headers={"Idempotency-Key": "d1"})
+    assert again.json()["transaction_id"] == first.json()["transaction_id"]
+    assert again.status_code in (200, 202)
+
+
 def test_a_pending_transaction_is_shown_in_full() -> None:
     """Recorded by Commands, not yet in the read model: the documented shape."""
     commands = Commands(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})

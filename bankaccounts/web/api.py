@@ -431,9 +431,15 @@ async def _command(
     """Records the command; answers pending (202), or finished (200) if known.
 
     A retry with the Idempotency-Key of a finished transaction answers its final
-    status at once, as ?wait=true would: only a keyed request can be a retry, so
-    the others skip the lookup.
+    status at once, as ?wait=true would. A first request answers 202 as always
+    (with the single-threaded runner it has often finished already).
     """
+    is_retry = key is not None and (
+        await run_in_threadpool(
+            bank.commands.get_command, bank.commands.command_id_for(key)
+        )
+        is not None
+    )
     transaction_id = await run_in_threadpool(record)
     answer: dict[str, Any] = {
         "transaction_id": str(transaction_id),
@@ -441,7 +447,7 @@ async def _command(
         "error": None,
     }
     finished: dict[str, Any] | None = None
-    if key is not None:
+    if is_retry:
         finished = await run_in_threadpool(transaction_status, bank, transaction_id)
     if wait and (finished is None or finished["status"] == "pending"):
         finished = await hub.wait_for_transaction(
