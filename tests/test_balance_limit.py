@@ -59,7 +59,7 @@ def test_deposits_past_the_bound_fail_in_words_and_the_view_flows_on(
     refused = view.get_transaction(deposits[-1])
     assert refused is not None
     assert refused.error == (
-        f"Account {full} would hold more than {MAX_BALANCE:,}, "
+        f"Full's account would hold more than {MAX_BALANCE:,}, "
         "the most an account may hold"
     )
     assert status(transfer) == "failed"  # the credit is refused, the debit refunded

@@ -16,6 +16,7 @@ from bankaccounts.domainmodel import BankAccount
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
+    BalanceLimitError,
     InsufficientFundsError,
     ProcessingError,
     TransactionError,
@@ -166,6 +167,11 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             return f"{label[0].upper()}{label[1:]} is closed"
         if isinstance(error, AccountNotFoundError):
             return f"Account {error.account_id} does not exist"
+        if isinstance(error, BalanceLimitError):
+            return (
+                f"{label[0].upper()}{label[1:]} would hold more than "
+                f"{error.limit}, the most an account may hold"
+            )
         if isinstance(error, ProcessingError):
             return f"The bank could not process this transaction on {label}"
         return str(error)
