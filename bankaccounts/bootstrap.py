@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,6 +12,7 @@ from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunn
 from bankaccounts.catchup import CatchUp, interval_from_environment
 from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import sqlite_env
+from bankaccounts.status import read_statuses
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
@@ -21,6 +23,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
     from uuid import UUID
 
+    from eventsourcing.application import Application
+
+    from bankaccounts.status import FollowerStatus
     from bankaccounts.system.postgres import PostgresFeedSubscription
     from bankaccounts.system.readmodel import FeedMessage
 
@@ -154,6 +159,14 @@ class Bank:
         """Calls listener with each batch of new feed messages; returns a remover."""
         return self.interface.add_feed_listener(listener)
 
+    def follower_statuses(self) -> list[FollowerStatus]:
+        """Each follower's position, lag and failure, in each of its upstreams."""
+        return read_statuses(self.applications())
+
+    def applications(self) -> dict[str, Application[Any]]:
+        """The system's applications by name."""
+        return dict(self.runner.apps)  # type: ignore[attr-defined]
+
     def account_exists(self, account_id: UUID) -> bool:
         """True if the account has been opened (it may be closed since).
 
@@ -193,6 +206,8 @@ class DistributedBank(Bank):
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self.feed: PostgresFeedSubscription | None = None
         self._known_accounts: set[UUID] = set()
+        self._sagas_reader: Sagas | None = None
+        self._sagas_lock = threading.Lock()
 
     def start(self) -> None:
         """Connects the applications and starts following the feed."""
@@ -217,6 +232,9 @@ class DistributedBank(Bank):
         for app in self._apps.values():
             app.close()
         self._apps.clear()
+        if self._sagas_reader is not None:
+            self._sagas_reader.close()
+            self._sagas_reader = None
 
     def _deliver(self, messages: Sequence[FeedMessage]) -> None:
         for listener in list(self._listeners):
@@ -251,6 +269,18 @@ class DistributedBank(Bank):
         """Not in a web process: the Sagas worker runs them."""
         msg = "the sagas run in their own worker"
         raise RuntimeError(msg)
+
+    def applications(self) -> dict[str, Application[Any]]:
+        """The system's applications by name; Sagas only reads, for the status."""
+        with self._sagas_lock:
+            if self._sagas_reader is None:
+                self._sagas_reader = Sagas(env=self.env)
+        return {
+            Commands.name: self.commands,
+            Sagas.name: self._sagas_reader,
+            Accounts.name: self.accounts,
+            InterfaceApplication.name: self.interface,
+        }
 
     @property
     def interface(self) -> InterfaceApplication:

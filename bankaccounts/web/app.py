@@ -21,7 +21,7 @@ from bankaccounts.exceptions import (
     InvalidAccountNameError,
     InvalidAmountError,
 )
-from bankaccounts.web import api, websocket
+from bankaccounts.web import api, system, websocket
 from bankaccounts.web.docs import add_docs
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.security import LOOPBACK_HOSTS, AllowedHosts, add_security
@@ -97,6 +97,7 @@ def create_app(
     app.state.allowed_hosts = allowed
     add_security(app, allowed)
     app.include_router(api.router)
+    app.include_router(system.router)
     app.include_router(websocket.router)
     app.mount("/static", StaticFiles(directory=asset_dir("static")), name="static")
     templates = Jinja2Templates(directory=asset_dir("templates"))
