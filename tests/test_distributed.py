@@ -10,7 +10,6 @@ import subprocess
 import sys
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from uuid import uuid4
 
 import pytest
 
@@ -328,7 +327,7 @@ def test_status_of_the_embedded_bank(tmp_path: Path) -> None:
     bank.start()
     try:
         account = bank.accounts.create_account("Alice")
-        bank.commands.deposit_funds(account, Decimal("5.00"), uuid4())
+        bank.commands.deposit_funds(account, Decimal("5.00"))
     finally:
         bank.stop()
     result = run_cli(["status"], tmp_path / "data")
