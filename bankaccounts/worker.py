@@ -240,8 +240,14 @@ class Worker:
         self.failing: dict[str, int] = {}
 
     def stop(self) -> None:
-        """Asks the worker to stop after the page it is processing (thread-safe)."""
+        """Asks the worker to stop after the page it is processing (thread-safe).
+
+        A page that keeps meeting version conflicts stops retrying too.
+        """
         self.stopping.set()
+        app = self.app
+        if app is not None:
+            app.closing.set()
 
     def run(self) -> None:
         """Follows the upstream applications until stopped, recovering from failures.

@@ -187,7 +187,8 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
             assert answer["http_status"] in (200, 409), answer
             return
         answer = send("POST", f"{web}{path}", body, operation.key)
-        assert answer["http_status"] == 202, answer
+        # A retry of a transaction that has finished answers its status (200).
+        assert answer["http_status"] in (200, 202), answer
         operation.transaction_id = answer["transaction_id"]
 
     # Faults at random moments while the load runs, and until there have been enough.
