@@ -37,6 +37,29 @@ FAILURE_COLUMNS = (
 )
 
 
+#: The view's tables: what rebuild-read-model drops and makes again.
+VIEW_TABLES = ("view_accounts", "view_transactions", "view_feed")
+VIEW_STATEMENTS = (
+    "CREATE TABLE IF NOT EXISTS view_accounts ("
+    "id TEXT PRIMARY KEY, name TEXT, balance TEXT NOT NULL, "
+    "overdraft_limit TEXT NOT NULL, is_closed INTEGER NOT NULL, "
+    "opened_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS view_accounts_opened ON view_accounts (opened_at)",
+    "CREATE TABLE IF NOT EXISTS view_transactions ("
+    "id TEXT PRIMARY KEY, kind TEXT NOT NULL, debit_account_id TEXT, "
+    "credit_account_id TEXT, amount TEXT NOT NULL, status TEXT NOT NULL, "
+    "error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS view_transactions_created "
+    "ON view_transactions (created_at)",
+    "CREATE INDEX IF NOT EXISTS view_transactions_debit "
+    "ON view_transactions (debit_account_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS view_transactions_credit "
+    "ON view_transactions (credit_account_id, created_at)",
+    "CREATE TABLE IF NOT EXISTS view_feed ("
+    "position INTEGER PRIMARY KEY AUTOINCREMENT, message TEXT NOT NULL)",
+)
+
+
 class SQLiteFollowerRecorder(SQLiteProcessRecorder, FollowerRecorder):
     """The library's SQLite process recorder, with the page guard and failures."""
 
@@ -131,27 +154,49 @@ class SQLiteReadModelRecorder(SQLiteFollowerRecorder, ReadModelRecorder):
 
     def construct_create_table_statements(self) -> list[str]:
         """Adds the view tables to the library's tables."""
-        return [
-            *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS view_accounts ("
-            "id TEXT PRIMARY KEY, name TEXT, balance TEXT NOT NULL, "
-            "overdraft_limit TEXT NOT NULL, is_closed INTEGER NOT NULL, "
-            "opened_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS view_accounts_opened "
-            "ON view_accounts (opened_at)",
-            "CREATE TABLE IF NOT EXISTS view_transactions ("
-            "id TEXT PRIMARY KEY, kind TEXT NOT NULL, debit_account_id TEXT, "
-            "credit_account_id TEXT, amount TEXT NOT NULL, status TEXT NOT NULL, "
-            "error TEXT, created_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
-            "CREATE INDEX IF NOT EXISTS view_transactions_created "
-            "ON view_transactions (created_at)",
-            "CREATE INDEX IF NOT EXISTS view_transactions_debit "
-            "ON view_transactions (debit_account_id, created_at)",
-            "CREATE INDEX IF NOT EXISTS view_transactions_credit "
-            "ON view_transactions (credit_account_id, created_at)",
-            "CREATE TABLE IF NOT EXISTS view_feed ("
-            "position INTEGER PRIMARY KEY AUTOINCREMENT, message TEXT NOT NULL)",
-        ]
+        return [*super().construct_create_table_statements(), *VIEW_STATEMENTS]
+
+    def reset_view(self, upstreams: Sequence[str]) -> None:
+        """Drops the view's tables and makes them again, empty, in one transaction.
+
+        The tracking positions in the upstreams and their failures are forgotten
+        with them, so following the upstreams again rebuilds the view from their
+        first events. Feed positions carry on from the last one given: a client
+        that remembers a position never gets another message under it.
+        """
+        marks = ",".join("?" for _ in upstreams)
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' "
+                "AND name IN ('view_feed', 'sqlite_sequence')"
+            )
+            present = {row[0] for row in c.fetchall()}
+            last = 0
+            if "view_feed" in present:
+                c.execute("SELECT MAX(position) FROM view_feed")
+                last = int(c.fetchone()[0] or 0)
+            if "sqlite_sequence" in present:
+                c.execute("SELECT seq FROM sqlite_sequence WHERE name='view_feed'")
+                row = c.fetchone()
+                last = max(last, int(row[0]) if row else 0)
+            for table in VIEW_TABLES:
+                c.execute(f"DROP TABLE IF EXISTS {table}")
+            # All of them (IF NOT EXISTS): an older file may lack the failures.
+            for statement in self.construct_create_table_statements():
+                c.execute(statement)
+            if last:
+                c.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES ('view_feed', ?)",
+                    (last,),
+                )
+            c.execute(
+                f"DELETE FROM tracking WHERE application_name IN ({marks})",
+                tuple(upstreams),
+            )
+            c.execute(
+                f"DELETE FROM follower_failures WHERE upstream IN ({marks})",
+                tuple(upstreams),
+            )
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
