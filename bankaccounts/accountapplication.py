@@ -12,6 +12,7 @@ from eventsourcing.application import AggregateNotFoundError
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import BankApplication, VersionConflictError
+from bankaccounts.metrics import CONFLICT_RETRIES, VERSION_CONFLICTS
 from bankaccounts.validation import to_account_id, to_limit, to_name
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ def retry_on_conflict(application: Application[Any], write: Callable[[], T]) -> 
         except VersionConflictError as error:
             if error.application_name != application.name:
                 raise
+            VERSION_CONFLICTS.labels(application.name).inc()
             if not error.is_page and attempt >= CONFLICT_ATTEMPTS:
                 raise
             if error.is_page and attempt % CONFLICT_WARNING_AFTER == 0:
@@ -79,6 +81,7 @@ def retry_on_conflict(application: Application[Any], write: Callable[[], T]) -> 
                 )
             if application.closing.wait(next(delays)):
                 raise
+            CONFLICT_RETRIES.labels(application.name).inc()
 
 
 class AccountApplication(BankApplication):

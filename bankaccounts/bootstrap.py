@@ -12,6 +12,7 @@ from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunn
 from bankaccounts.catchup import CatchUp, interval_from_environment
 from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import sqlite_env
+from bankaccounts.readiness import DatabaseCheck
 from bankaccounts.status import read_statuses
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
@@ -122,6 +123,7 @@ class Bank:
         # not when the next command happens to arrive.
         self.catch_up = CatchUp(self.runner, catch_up_interval)
         self._known_accounts: set[UUID] = set()
+        self._database_check = DatabaseCheck(lambda: self.interface.view)
 
     def start(self) -> None:
         """Starts the runner (and so every application), and the catch-ups."""
@@ -167,6 +169,14 @@ class Bank:
         """The system's applications by name."""
         return dict(self.runner.apps)  # type: ignore[attr-defined]
 
+    def readiness(self) -> dict[str, str]:
+        """Each readiness check: "ok", or why it fails (the database's, here)."""
+        return {"database": self._database_check() or "ok"}
+
+    def is_ready(self) -> bool:
+        """True if every readiness check passes (GET /readyz answers 200)."""
+        return all(state == "ok" for state in self.readiness().values())
+
     def account_exists(self, account_id: UUID) -> bool:
         """True if the account has been opened (it may be closed since).
 
@@ -208,6 +218,7 @@ class DistributedBank(Bank):
         self._known_accounts: set[UUID] = set()
         self._sagas_reader: Sagas | None = None
         self._sagas_lock = threading.Lock()
+        self._database_check = DatabaseCheck(lambda: self.interface.view)
 
     def start(self) -> None:
         """Connects the applications and starts following the feed."""
@@ -235,6 +246,13 @@ class DistributedBank(Bank):
         if self._sagas_reader is not None:
             self._sagas_reader.close()
             self._sagas_reader = None
+
+    def readiness(self) -> dict[str, str]:
+        """The database's check, and whether the feed subscription follows."""
+        checks = super().readiness()
+        following = self.feed is not None and self.feed.is_following
+        checks["feed"] = "ok" if following else "not following (reconnecting)"
+        return checks
 
     def _deliver(self, messages: Sequence[FeedMessage]) -> None:
         for listener in list(self._listeners):

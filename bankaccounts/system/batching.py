@@ -14,6 +14,7 @@ from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.system import ProcessApplication
 
 from bankaccounts.infrastructure import PAGE_SIZE
+from bankaccounts.metrics import EVENTS_PROCESSED, PAGES_PROCESSED
 from bankaccounts.system.followers import (
     PAGE_START,
     FollowerRecorder,
@@ -242,6 +243,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             for domain_event, _ in jobs:
                 self.policy(domain_event, processing_event)
             recordings = self._record(processing_event)
+            PAGES_PROCESSED.labels(self.name).inc()
+            EVENTS_PROCESSED.labels(self.name).inc(len(jobs))
             self._take_snapshots(processing_event)
             self._notify(recordings)
 

@@ -16,6 +16,8 @@ from eventsourcing.postgres import (
 from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
 
+from bankaccounts.heartbeat import workers_table_statement
+from bankaccounts.metrics import RECONNECTS
 from bankaccounts.system.followers import (
     PAGE_START,
     FollowerFailure,
@@ -86,6 +88,9 @@ class PostgresFollowerRecorder(PostgresProcessRecorder, FollowerRecorder):
                 "last_failed_at timestamptz NOT NULL)"
             )
         )
+        # The workers' heartbeats, for `bankaccounts status` (issue 14): made with
+        # each follower's tables, so init-db makes it.
+        self.sql_create_statements.append(workers_table_statement(datastore.schema))
 
     def _failures_sql(self, statement: str) -> Composed:
         return SQL(statement).format(
@@ -202,6 +207,8 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
         self.feed_table = f"{prefix}_feed"
         # NOTIFY channels are per database, so the schema is part of the name.
         self.feed_channel = f"{datastore.schema}_{self.feed_table}"[:63]
+        # What rebuild-read-model drops and makes again.
+        self.view_create_statements: list[Composed] = []
         for statement in (
             "CREATE TABLE IF NOT EXISTS {schema}.{accounts} ("
             "id uuid PRIMARY KEY, name text, balance numeric(16,2) NOT NULL, "
@@ -223,7 +230,8 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
             "CREATE TABLE IF NOT EXISTS {schema}.{feed} ("
             "position bigserial PRIMARY KEY, message text NOT NULL)",
         ):
-            self.sql_create_statements.append(self._sql(statement))
+            self.view_create_statements.append(self._sql(statement))
+        self.sql_create_statements.extend(self.view_create_statements)
 
     def _sql(self, statement: str) -> Composed:
         return SQL(statement).format(
@@ -236,6 +244,54 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
             transactions_debit=Identifier(f"{self.transactions_table}_debit"),
             transactions_credit=Identifier(f"{self.transactions_table}_credit"),
         )
+
+    def reset_view(self, upstreams: Sequence[str]) -> None:
+        """Drops the view's tables and makes them again, empty, in one transaction.
+
+        The tracking positions in the upstreams and their failures are forgotten
+        with them, so following the upstreams again rebuilds the view from their
+        first events. Feed positions carry on from the last one given: a client
+        that remembers a position never gets another message under it.
+        """
+        feed = f"{Identifier(self.datastore.schema).as_string()}."
+        feed += Identifier(self.feed_table).as_string()
+        with self.datastore.transaction(commit=True) as curs:
+            # Behind a long read, fail rather than wait unseen.
+            curs.execute("SET LOCAL lock_timeout = '10s'")
+            curs.execute(
+                "SELECT CASE WHEN to_regclass(%s) IS NULL THEN 0 ELSE coalesce("
+                "pg_sequence_last_value(pg_get_serial_sequence(%s, 'position')), 0"
+                ") END AS last",
+                (feed, feed),
+            )
+            row = curs.fetchone()
+            last = int(row["last"]) if row else 0
+            curs.execute(
+                self._sql(
+                    "DROP TABLE IF EXISTS {schema}.{accounts}, "
+                    "{schema}.{transactions}, {schema}.{feed}"
+                )
+            )
+            for statement in self.view_create_statements:
+                curs.execute(statement)
+            if last:
+                curs.execute(
+                    "SELECT setval(pg_get_serial_sequence(%s, 'position'), %s)",
+                    (feed, last),
+                )
+            curs.execute(
+                SQL("DELETE FROM {0}.{1} WHERE application_name = ANY(%s)").format(
+                    Identifier(self.datastore.schema),
+                    Identifier(self.tracking_table_name),
+                ),
+                (list(upstreams),),
+            )
+            curs.execute(
+                self._failures_sql(
+                    "DELETE FROM {schema}.{failures} WHERE upstream = ANY(%s)"
+                ),
+                (list(upstreams),),
+            )
 
     def _insert_events(
         self,
@@ -438,6 +494,11 @@ class PostgresFeedSubscription:
         self.stopping.set()
         self.thread.join(timeout=5)
 
+    @property
+    def is_following(self) -> bool:
+        """True while it listens for new messages (false while reconnecting)."""
+        return self.listening.is_set() and self.thread.is_alive()
+
     def _run(self) -> None:
         delay = 0.1
         while not self.stopping.is_set():
@@ -458,6 +519,7 @@ class PostgresFeedSubscription:
                 self.stopping.wait(delay)
                 delay = min(delay * 2, self.max_retry_delay)
                 self.reconnects += 1
+                RECONNECTS.labels("feed").inc()
 
     def _listen(self) -> None:
         with self.view.datastore.get_connection() as conn:

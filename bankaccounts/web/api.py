@@ -10,6 +10,7 @@ number is judged by the text the client wrote, never through a float.
 
 from __future__ import annotations
 
+import logging
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
@@ -32,6 +33,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bankaccounts.bootstrap import Bank
 from bankaccounts.exceptions import AccountClosedError, AccountNotFoundError
+from bankaccounts.logs import request_id
+from bankaccounts.metrics import COMMANDS_RECORDED
 from bankaccounts.system.commands import (
     IDEMPOTENCY_KEY_PATTERN,
     Command,
@@ -59,6 +62,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
 
     from bankaccounts.domainmodel import BankAccount
+
+logger = logging.getLogger("bankaccounts.web")
 
 WAIT_TIMEOUT = 10.0
 
@@ -179,7 +184,9 @@ def record_deposit(
 ) -> UUID:
     """Records a deposit command for an existing account; returns its id."""
     require_account(bank, account_id)
-    return bank.commands.deposit_funds(account_id, amount, idempotency_key)
+    transaction_id = bank.commands.deposit_funds(account_id, amount, idempotency_key)
+    COMMANDS_RECORDED.labels("deposit").inc()
+    return transaction_id
 
 
 def record_withdrawal(
@@ -187,7 +194,9 @@ def record_withdrawal(
 ) -> UUID:
     """Records a withdrawal command for an existing account; returns its id."""
     require_account(bank, account_id)
-    return bank.commands.withdraw_funds(account_id, amount, idempotency_key)
+    transaction_id = bank.commands.withdraw_funds(account_id, amount, idempotency_key)
+    COMMANDS_RECORDED.labels("withdrawal").inc()
+    return transaction_id
 
 
 def record_transfer(
@@ -200,9 +209,11 @@ def record_transfer(
     """Records a transfer command between existing accounts; returns its id."""
     require_account(bank, debit_account_id)
     require_account(bank, credit_account_id)
-    return bank.commands.transfer_funds(
+    transaction_id = bank.commands.transfer_funds(
         debit_account_id, credit_account_id, amount, idempotency_key
     )
+    COMMANDS_RECORDED.labels("transfer").inc()
+    return transaction_id
 
 
 @router.get("/state", tags=["feed"], response_model=StateOut)
@@ -441,6 +452,10 @@ async def _command(
         is not None
     )
     transaction_id = await run_in_threadpool(record)
+    # An operator goes from the access line's request id to the transaction.
+    logger.info(
+        "recorded transaction %s (request %s)", transaction_id, request_id.get()
+    )
     answer: dict[str, Any] = {
         "transaction_id": str(transaction_id),
         "status": "pending",

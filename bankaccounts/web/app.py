@@ -21,9 +21,12 @@ from bankaccounts.exceptions import (
     InvalidAccountNameError,
     InvalidAmountError,
 )
-from bankaccounts.web import api, system, websocket
+from bankaccounts.metrics import watch_applications
+from bankaccounts.web import api, probes, system, websocket
 from bankaccounts.web.docs import add_docs
 from bankaccounts.web.feed import FeedHub
+from bankaccounts.web.probes import ProbesMiddleware
+from bankaccounts.web.requestlog import RequestLogMiddleware
 from bankaccounts.web.security import LOOPBACK_HOSTS, AllowedHosts, add_security
 
 if TYPE_CHECKING:
@@ -78,11 +81,13 @@ def create_app(
         hub = FeedHub(bank.interface.view, queue_size=feed_queue_size)
         hub.attach(asyncio.get_running_loop())
         remove_listener = bank.add_feed_listener(hub.receive)
+        unwatch = watch_applications(bank.applications)
         app.state.bank = bank
         app.state.hub = hub
         try:
             yield
         finally:
+            unwatch()
             remove_listener()
             if manage_bank:
                 bank.stop()
@@ -96,6 +101,11 @@ def create_app(
     )
     app.state.allowed_hosts = allowed
     add_security(app, allowed)
+    # Outside the guards (added last, run first): probes answer any Host, and every
+    # request, refused or not, is counted and logged with its id.
+    app.add_middleware(ProbesMiddleware)
+    app.add_middleware(RequestLogMiddleware)
+    app.include_router(probes.router)
     app.include_router(api.router)
     app.include_router(system.router)
     app.include_router(websocket.router)

@@ -15,6 +15,12 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from bankaccounts.metrics import (
+    TRANSACTIONS_FINISHED,
+    WEBSOCKET_CLIENTS,
+    WEBSOCKET_OVERRUNS,
+)
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
@@ -25,6 +31,7 @@ logger = logging.getLogger(__name__)
 
 RECONNECT_CLOSE_CODE = 1013  # "Try Again Later": reconnect with ?after=<position>
 FINISHED = ("transaction_succeeded", "transaction_failed")
+OUTCOMES = {"transaction_succeeded": "succeeded", "transaction_failed": "failed"}
 
 
 def encode(message: dict[str, Any]) -> str:
@@ -74,6 +81,7 @@ class FeedClient:
             self.queue.put_nowait(outgoing)
         except asyncio.QueueFull:
             self.overrun.set()
+            WEBSOCKET_OVERRUNS.inc()
             if self.sender is not None:
                 self.sender.cancel()
 
@@ -107,6 +115,8 @@ class FeedHub:
             outgoing.append(Outgoing(message.position, encode(message.to_json())))
             if message.type in FINISHED:
                 finished.append(message.data["transaction"])
+                # Every feed message reaches each process's hub once.
+                TRANSACTIONS_FINISHED.labels(OUTCOMES[message.type]).inc()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             self.loop.call_soon_threadsafe(self._publish, outgoing, finished)
 
@@ -131,11 +141,14 @@ class FeedHub:
         """Registers a client; its queue takes every message published from now on."""
         client = FeedClient(self.queue_size)
         self.clients.add(client)
+        WEBSOCKET_CLIENTS.inc()
         return client
 
     def disconnect(self, client: FeedClient) -> None:
         """Forgets a client."""
-        self.clients.discard(client)
+        if client in self.clients:
+            self.clients.discard(client)
+            WEBSOCKET_CLIENTS.dec()
 
     async def wait_for_transaction(
         self,
