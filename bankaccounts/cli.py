@@ -11,30 +11,54 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
+from bankaccounts import logs, preflight
+from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from bankaccounts.settings import ConfigurationError, check_environment
 from bankaccounts.worker import WORKER_NAMES
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
     from types import FrameType
 
+    from bankaccounts.preflight import Budget
 
-LOG_LEVELS = ["critical", "error", "warning", "info", "debug"]
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+logger = logging.getLogger("bankaccounts.cli")
+
+POSTGRES_MODULE = "eventsourcing.postgres"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line: subcommands and options (defaults from BANKACCOUNTS_*)."""
-    env = os.environ.get
+def build_parser(values: Mapping[str, object] | None = None) -> argparse.ArgumentParser:
+    """The command line: subcommands and options (defaults from BANKACCOUNTS_*).
+
+    values are the environment's, as settings.check_environment() parsed them.
+    """
+    values = values or {}
+
+    def env(name: str, default: Any) -> Any:
+        return values.get(f"BANKACCOUNTS_{name}", default)
+
     parser = argparse.ArgumentParser(
         prog="bankaccounts", description="An event-sourced bank."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add_log_level(command: argparse.ArgumentParser) -> None:
+    def add_logging(command: argparse.ArgumentParser) -> None:
         command.add_argument(
-            "--log-level",
-            default=env("BANKACCOUNTS_LOG_LEVEL", "info"),
-            choices=LOG_LEVELS,
+            "--log-level", default=env("LOG_LEVEL", "info"), choices=LOG_LEVELS
+        )
+        command.add_argument(
+            "--log-format",
+            default=env("LOG_FORMAT", "text"),
+            choices=LOG_FORMATS,
+            help="text: a line per event; json: a JSON object per line",
+        )
+
+    def add_data_dir(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--data-dir",
+            default=env("DATA_DIR", None),
+            help="directory of the SQLite files (default ./bankaccounts-data); "
+            "ignored when PERSISTENCE_MODULE is set",
         )
 
     for name, help_text in (
@@ -42,55 +66,55 @@ def build_parser() -> argparse.ArgumentParser:
         ("run-all", "run everything in one process (the same as serve)"),
     ):
         serve = commands.add_parser(name, help=help_text)
-        serve.add_argument("--host", default=env("BANKACCOUNTS_HOST", "127.0.0.1"))
-        serve.add_argument(
-            "--port", type=int, default=int(env("BANKACCOUNTS_PORT", "8000"))
-        )
-        serve.add_argument(
-            "--data-dir",
-            default=env("BANKACCOUNTS_DATA_DIR"),
-            help="directory of the SQLite files (default ./bankaccounts-data); "
-            "ignored when PERSISTENCE_MODULE is set",
-        )
+        serve.add_argument("--host", default=env("HOST", "127.0.0.1"))
+        serve.add_argument("--port", type=port_number, default=env("PORT", 8000))
+        add_data_dir(serve)
         serve.add_argument(
             "--runner",
             choices=["single", "multi"],
-            default=env("BANKACCOUNTS_RUNNER", "single"),
+            default=env("RUNNER", "single"),
             help="the library's SingleThreadedRunner or MultiThreadedRunner",
         )
         serve.add_argument(
             "--allowed-hosts",
-            default=env("BANKACCOUNTS_ALLOWED_HOSTS", ""),
+            default=env("ALLOWED_HOSTS", ""),
             metavar="NAMES",
             help="comma-separated host names (or *.domain) that clients may use in "
             "the Host header, besides localhost, 127.0.0.1, ::1 and --host",
         )
-        add_log_level(serve)
+        add_logging(serve)
         if name == "serve":
             serve.add_argument(
                 "--distributed",
                 action="store_true",
-                default=env("BANKACCOUNTS_DISTRIBUTED", "") in ("1", "true", "yes"),
+                default=env("DISTRIBUTED", False),
                 help="PostgreSQL only: the process applications run as workers; this "
                 "process records commands, reads the read model and follows the feed",
             )
             serve.add_argument(
                 "--workers",
                 type=int,
-                default=int(env("BANKACCOUNTS_WORKERS", "1")),
+                default=env("WORKERS", 1),
                 help="web processes (uvicorn workers); more than 1 needs --distributed",
             )
 
     init_db = commands.add_parser(
         "init-db", help="create every application's tables (PostgreSQL), once"
     )
-    add_log_level(init_db)
+    add_logging(init_db)
 
     worker = commands.add_parser(
         "worker", help="run one process application, following its upstreams"
     )
     worker.add_argument("name", choices=sorted(WORKER_NAMES))
-    add_log_level(worker)
+    worker.add_argument(
+        "--health-port",
+        type=port_number,
+        default=env("HEALTH_PORT", None),
+        metavar="PORT",
+        help="serve /healthz, /readyz and /metrics on this port (default: none)",
+    )
+    add_logging(worker)
 
     status = commands.add_parser(
         "status", help="each follower's position and lag; exit 1 if stuck or failing"
@@ -104,8 +128,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="a follower that lags and doesn't move for this long is stuck "
         "(default 10)",
     )
-    add_log_level(status)
+    add_data_dir(status)
+    add_logging(status)
+
+    rebuild = commands.add_parser(
+        "rebuild-read-model",
+        help="drop the interface's view and feed and make them again from the "
+        "events (workers and server stopped); exit 1 if the view was wrong",
+    )
+    rebuild.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="only compare the view with the accounts and transactions, and list "
+        "the differences (exit 1 if any)",
+    )
+    add_data_dir(rebuild)
+    add_logging(rebuild)
     return parser
+
+
+def port_number(text: str) -> int:
+    """A port number from 0 to 65535 (argparse's type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        msg = f"must be a port number from 0 to 65535, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
 
 
 def serve(
@@ -118,11 +169,13 @@ def serve(
     distributed: bool = False,
     workers: int = 1,
     allowed_hosts: str = "",
+    log_format: str = "text",
 ) -> int:
     """Runs the web server (and the system, unless distributed) until SIGTERM.
 
     Whatever can refuse to start does so before the server says it is serving:
-    the data directory's lock (one server per directory) and the port.
+    the database (PostgreSQL), the data directory's lock (one server per
+    directory) and the port.
     """
     import uvicorn
 
@@ -134,10 +187,10 @@ def serve(
         system_env,
     )
     from bankaccounts.datalock import DataDirectoryInUseError, DataDirectoryLock
+    from bankaccounts.preflight import WEB_POOL, DatabaseUnavailableError
     from bankaccounts.web.app import ALLOWED_HOSTS_VARIABLE, create_app
     from bankaccounts.web.websocket import MAX_MESSAGE_BYTES
 
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     if workers < 1 or (workers > 1 and not distributed):
         return fail(
             "--workers above 1 needs --distributed (the embedded system runs in "
@@ -145,16 +198,20 @@ def serve(
         )
     hosts = served_hosts(host, allowed_hosts)
     if host in WILDCARD_ADDRESSES and not allowed_hosts.strip():
-        print(
-            f"bankaccounts: listening on {host}, but only requests for "
-            f"{', '.join(hosts)} are answered; give the names clients use "
-            "with --allowed-hosts",
-            file=sys.stderr,
+        logger.warning(
+            "listening on %s, but only requests for %s are answered; give the "
+            "names clients use with --allowed-hosts",
+            host,
+            ", ".join(hosts),
         )
     options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": log_level,
+        # One format in one stream: uvicorn's loggers go through our handler, and
+        # the web's own access log (with latency and request id) replaces uvicorn's.
+        "log_config": logs.uvicorn_log_config(log_level, log_format, "web"),
+        "access_log": False,
         "ws": "websockets-sansio",
         # uvicorn would buffer a websocket message up to 16 MiB before the handler
         # could refuse it; over this it closes with 1009 (message too big).
@@ -162,29 +219,40 @@ def serve(
         "timeout_graceful_shutdown": 5,
     }
     lock: DataDirectoryLock | None = None
-    if distributed:
-        os.environ.setdefault("PGAPPNAME", "bankaccounts serve")
-        # What create_distributed_app reads, in this process and uvicorn's workers.
-        os.environ[ALLOWED_HOSTS_VARIABLE] = ",".join(hosts)
-        try:
-            bank: Bank = DistributedBank(dict(os.environ))
-        except ValueError as error:
-            return fail(str(error))
-        storage = f" (web process): data in {describe_storage({})}"
-    else:
-        env = system_env(data_dir)
-        directory = data_directory(data_dir)
-        if directory is not None:
-            lock = DataDirectoryLock(directory)
-            try:
-                lock.acquire()
-            except DataDirectoryInUseError as error:
-                return fail(str(error), status=1)
-        try:
+    try:
+        if distributed:
+            os.environ.setdefault("PGAPPNAME", "bankaccounts serve")
+            # Small pools: every web process (and uvicorn worker) has four.
+            for name, value in WEB_POOL.items():
+                os.environ.setdefault(name, value)
+            # What create_distributed_app reads, in this process and uvicorn's.
+            os.environ[ALLOWED_HOSTS_VARIABLE] = ",".join(hosts)
+            environ = dict(os.environ)
+            check_postgres(
+                environ,
+                tables=preflight.DISTRIBUTED_TABLES,
+                budget=web_budget(environ, workers),
+            )
+            bank: Bank = DistributedBank(environ)
+            storage = f" (web process): data in {describe_storage({})}"
+        else:
+            env = system_env(data_dir)
+            if os.environ.get("PERSISTENCE_MODULE") == POSTGRES_MODULE:
+                environ = dict(os.environ)
+                check_postgres(environ, budget=embedded_budget(environ))
+            directory = data_directory(data_dir)
+            if directory is not None:
+                lock = DataDirectoryLock(directory)
+                try:
+                    lock.acquire()
+                except DataDirectoryInUseError as error:
+                    return fail(str(error), status=1)
             bank = Bank(env, runner=runner)
-        except ValueError as error:
-            return fail(str(error))
-        storage = f": data in {describe_storage(env)}"
+            storage = f": data in {describe_storage(env)}"
+    except (ValueError, OSError) as error:  # OSError: the library's bad setting
+        return fail(str(error))
+    except DatabaseUnavailableError as error:
+        return fail(str(error), status=1)
     try:
         sock = listen(host, port)
     except OSError as error:
@@ -218,7 +286,6 @@ def serve(
     return 0 if server.started else 1
 
 
-#: Addresses that listen on every interface: no client names the server so.
 WILDCARD_ADDRESSES = frozenset({"", "0.0.0.0", "::"})  # noqa: S104
 
 
@@ -250,22 +317,54 @@ def url_host(host: str) -> str:
 
 
 def fail(message: str, status: int = 2) -> int:
-    """Prints the reason on stderr; returns the exit status (2: a usage error)."""
-    print(f"bankaccounts: {message}", file=sys.stderr)
+    """Says why on stderr (a log line); returns the exit status (2: a usage error)."""
+    logger.error("%s", message)
     return status
 
 
-def init_db(log_level: str) -> int:
+def check_postgres(
+    environ: Mapping[str, str],
+    *,
+    tables: Sequence[str] = (),
+    budget: Budget | None = None,
+) -> None:
+    """Connects once with a short timeout: raises DatabaseUnavailableError with
+    libpq's reason, or if a table is missing; warns if connections may not fit."""
+    from bankaccounts.preflight import check_database
+
+    check_database(environ, tables=tables, budget=budget)
+    if budget is not None:
+        logger.debug("connection budget: %s", budget.describe())
+
+
+def web_budget(environ: Mapping[str, str], workers: int) -> Budget:
+    """A web process's connections: four pools per uvicorn worker."""
+    from bankaccounts.preflight import WEB_APPLICATIONS, process_budget
+
+    return process_budget(environ, WEB_APPLICATIONS, processes=workers)
+
+
+def embedded_budget(environ: Mapping[str, str]) -> Budget:
+    """The embedded system's connections: a pool per application."""
+    from bankaccounts.bootstrap import APPLICATION_NAMES
+    from bankaccounts.preflight import process_budget
+
+    return process_budget(environ, APPLICATION_NAMES)
+
+
+def init_db() -> int:
     """Creates the tables of every application of the system, one after another."""
     from bankaccounts.bootstrap import distributed_env
+    from bankaccounts.preflight import DatabaseUnavailableError
     from bankaccounts.system.definition import BankAccountSystem
 
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     try:
         env = {**distributed_env(os.environ), "CREATE_TABLE": "y"}
+        check_postgres(env)
     except ValueError as error:
-        print(f"bankaccounts: {error}", file=sys.stderr)
-        return 2
+        return fail(str(error))
+    except DatabaseUnavailableError as error:
+        return fail(str(error), status=1)
     system = BankAccountSystem()
     for name in system.nodes:
         system.get_app_cls(name)(env=env).close()
@@ -273,19 +372,32 @@ def init_db(log_level: str) -> int:
     return 0
 
 
-def run_worker(name: str, log_level: str) -> int:
+def run_worker(name: str, health_port: int | None = None) -> int:
     """Runs one process application until SIGINT or SIGTERM."""
     from bankaccounts.bootstrap import distributed_env
+    from bankaccounts.preflight import (
+        WORKER_POOL,
+        DatabaseUnavailableError,
+        worker_budget,
+    )
     from bankaccounts.worker import Worker
 
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
-    try:
-        env = distributed_env(os.environ)
-    except ValueError as error:
-        print(f"bankaccounts: {error}", file=sys.stderr)
-        return 2
     # Shows which process a connection belongs to, in pg_stat_activity.
     os.environ.setdefault("PGAPPNAME", f"bankaccounts worker {name}")
+    for variable, value in WORKER_POOL.items():
+        os.environ.setdefault(variable, value)
+    try:
+        env = distributed_env(os.environ)
+        check_postgres(
+            env,
+            tables=preflight.DISTRIBUTED_TABLES,
+            budget=worker_budget(env, WORKER_NAMES[name]),
+        )
+    except ValueError as error:
+        return fail(str(error))
+    except DatabaseUnavailableError as error:
+        return fail(str(error), status=1)
+    logs.bind(application=WORKER_NAMES[name])
     worker = Worker(WORKER_NAMES[name], env)
 
     def handle(signum: int, frame: FrameType | None) -> None:
@@ -297,19 +409,22 @@ def run_worker(name: str, log_level: str) -> int:
     return 0
 
 
-def status(as_json: bool, stuck_after: float, log_level: str) -> int:
+def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> int:
     """Prints each follower's position and lag; 1 if one is stuck, 0 otherwise."""
-    from bankaccounts.status import SystemStatus, format_table
-
-    logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     from eventsourcing.persistence import PersistenceError
 
     from bankaccounts.bootstrap import system_env
+    from bankaccounts.preflight import DatabaseUnavailableError
+    from bankaccounts.status import SystemStatus, format_table
 
     environ = dict(os.environ)
-    if environ.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+    if environ.get("PERSISTENCE_MODULE") == POSTGRES_MODULE:
         environ["POSTGRES_POOL_SIZE"] = environ.get("POSTGRES_POOL_SIZE", "1")
-    environ.update(system_env(environ=environ))
+        try:
+            check_postgres(environ, tables=preflight.DISTRIBUTED_TABLES)
+        except DatabaseUnavailableError as error:
+            return fail(str(error))
+    environ.update(system_env(data_dir, environ=environ))
     try:
         system_status = SystemStatus(environ)
         try:
@@ -317,17 +432,22 @@ def status(as_json: bool, stuck_after: float, log_level: str) -> int:
         finally:
             system_status.close()
     except PersistenceError as error:
-        print(
-            f"bankaccounts: cannot read the positions ({error}); "
-            "has the bank been started, or init-db run?",
-            file=sys.stderr,
+        return fail(
+            f"cannot read the positions ({error}); has the bank been started, or "
+            "init-db run?"
         )
-        return 2
     if as_json:
         print(json.dumps([s.to_json() for s in statuses], indent=2))
     else:
         print(format_table(statuses))
     return 0 if all(s.is_healthy for s in statuses) else 1  # none stuck or failing
+
+
+def rebuild_read_model(dry_run: bool, data_dir: str | None) -> int:
+    """Checks the view against the aggregates; unless dry_run, rebuilds it first."""
+    from bankaccounts.rebuild import run
+
+    return run(dry_run=dry_run, data_dir=data_dir)
 
 
 def _clean_exit_server_class() -> type:
@@ -349,11 +469,21 @@ def _clean_exit_server_class() -> type:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parses the command line and runs the subcommand (serve by default)."""
+    from bankaccounts.settings import unknown_variables
+
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
+    try:
+        values = check_environment(os.environ)
+    except ConfigurationError as error:
+        print(f"bankaccounts: {error}", file=sys.stderr)
+        return 2
+    parser = build_parser(values)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["serve", *argv]
     args = parser.parse_args(argv)
+    configure_logging(args.log_level, args.log_format, role=role(args))
+    for warning in unknown_variables(os.environ):
+        logger.warning("%s", warning)
     if args.command in ("serve", "run-all"):
         return serve(
             args.host,
@@ -364,12 +494,24 @@ def main(argv: Sequence[str] | None = None) -> int:
             distributed=getattr(args, "distributed", False),
             workers=getattr(args, "workers", 1),
             allowed_hosts=args.allowed_hosts,
+            log_format=args.log_format,
         )
     if args.command == "init-db":
-        return init_db(args.log_level)
+        return init_db()
     if args.command == "worker":
-        return run_worker(args.name, args.log_level)
+        return run_worker(args.name, args.health_port)
     if args.command == "status":
-        return status(args.json, args.stuck_after, args.log_level)
+        return status(args.json, args.stuck_after, args.data_dir)
+    if args.command == "rebuild-read-model":
+        return rebuild_read_model(args.dry_run, args.data_dir)
     parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
     return 2  # pragma: no cover
+
+
+def role(args: argparse.Namespace) -> str:
+    """What the process is, in its log lines: "web", "worker sagas", "status"."""
+    if args.command == "worker":
+        return f"worker {args.name}"
+    if args.command in ("serve", "run-all"):
+        return "web" if getattr(args, "distributed", False) else "server"
+    return str(args.command)

@@ -55,6 +55,34 @@ HINTS = (
 )
 
 
+#: The tables a process of the distributed deployment reads (init-db makes them).
+DISTRIBUTED_TABLES = (
+    "commands_events",
+    "sagas_events",
+    "accounts_events",
+    "interface_events",
+    "interface_accounts",
+    "interface_transactions",
+    "interface_feed",
+)
+
+#: The pools of a web process of the distributed deployment (per uvicorn worker):
+#: Sagas only for the status in GET /api/system and /metrics; the feed's LISTEN
+#: connection is one of Interface's.
+WEB_APPLICATIONS = ("Commands", "Accounts", "Interface", "Sagas")
+
+#: Pool sizes, unless the environment says otherwise. A web process answers from up
+#: to 40 threads, but each query holds a connection for a millisecond or two: five
+#: per pool keep requests from waiting long, where the library's 5 + 10 let two web
+#: processes hold 34 idle connections after a burst. A worker processes one page at
+#: a time; its pools serve that, a subscription (LISTEN and reads), and /metrics.
+WEB_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4"}
+WORKER_POOL = {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "2"}
+
+#: A worker's connections outside its pools: the advisory lock's and the heartbeat's.
+WORKER_OWN_CONNECTIONS = (("lock", 1), ("heartbeat", 1))
+
+
 class DatabaseUnavailableError(Exception):
     """PostgreSQL cannot be used as configured; the message says why."""
 
@@ -187,6 +215,16 @@ def process_budget(
     for what, count in own_connections:
         budget.add(what, count * processes)
     return budget
+
+
+def worker_budget(environ: Mapping[str, str], application: str) -> Budget:
+    """A worker's connections: its own pool, one per upstream, lock and heartbeat."""
+    from bankaccounts.system.definition import BankAccountSystem
+
+    upstreams = BankAccountSystem().follows[application]
+    return process_budget(
+        environ, [application, *upstreams], own_connections=WORKER_OWN_CONNECTIONS
+    )
 
 
 @dataclass(frozen=True)
