@@ -1,4 +1,12 @@
-"""How far each follower of the system has got in each of its upstream applications."""
+"""How far each follower of the system has got in each of its upstream applications.
+
+In the distributed deployment, also whether its worker is alive: each worker keeps a
+heartbeat row (bankaccounts.heartbeat), and a follower with no live worker is `down`,
+one with two (one running, one waiting its turn counts) `duplicate`. The embedded bank
+runs every follower in its one process and keeps no heartbeats: its followers are
+judged by their positions alone, as are those of a deployment whose workers have all
+stopped cleanly (each deletes its row).
+"""
 
 from __future__ import annotations
 
@@ -6,10 +14,14 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from eventsourcing.postgres import PostgresDatastore
+
+from bankaccounts.heartbeat import WorkerBeat, read_workers
 from bankaccounts.system.definition import BankAccountSystem
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping, Sequence
+    from uuid import UUID
 
     from eventsourcing.application import Application
 
@@ -31,6 +43,9 @@ class FollowerStatus:
     stuck: bool = False
     # The event the follower failed on (and keeps trying), as its worker recorded.
     failure: FollowerFailure | None = None
+    # The heartbeats of its workers, alive or gone; None where there are none to
+    # judge by (the embedded bank, or no worker has a row).
+    workers: list[WorkerBeat] | None = None
 
     @property
     def lag_text(self) -> str:
@@ -38,8 +53,20 @@ class FollowerStatus:
         return f"{self.lag}+" if self.lag >= LAG_COUNT_LIMIT else str(self.lag)
 
     @property
+    def live_workers(self) -> int | None:
+        """How many of its workers are alive (None: no heartbeats to judge by)."""
+        if self.workers is None:
+            return None
+        return sum(1 for worker in self.workers if worker.alive)
+
+    @property
     def state(self) -> str:
-        """failing, stuck, behind or up to date."""
+        """down, duplicate, failing, stuck, behind or up to date."""
+        live = self.live_workers
+        if live == 0:
+            return "down"
+        if live is not None and live > 1:
+            return "duplicate"
         if self.failure is not None:
             return "failing"
         if self.stuck:
@@ -48,14 +75,17 @@ class FollowerStatus:
 
     @property
     def is_healthy(self) -> bool:
-        """False if the follower is failing or stuck."""
-        return self.failure is None and not self.stuck
+        """False if the follower is down, duplicate, failing or stuck."""
+        return self.state in ("behind", "up to date")
 
     def to_json(self) -> dict[str, Any]:
-        """As a JSON object, with the state and the failure (or null)."""
+        """As a JSON object, with the state, the failure and the workers (or null)."""
         data = asdict(self)
         data["state"] = self.state
         data["failure"] = None if self.failure is None else self.failure.to_json()
+        data["workers"] = (
+            None if self.workers is None else [w.to_json() for w in self.workers]
+        )
         return data
 
 
@@ -91,7 +121,10 @@ class SystemStatus:
         """
         first = self.read()
         deadline = clock() + stuck_after
-        pending = {(s.follower, s.upstream): s for s in first if s.lag}
+        # A follower with no live worker will not move: it is down, not stuck.
+        pending = {
+            (s.follower, s.upstream): s for s in first if s.lag and s.live_workers != 0
+        }
         latest = {(s.follower, s.upstream): s for s in first}
         while pending and clock() < deadline:
             time.sleep(interval)
@@ -113,10 +146,18 @@ def read_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStatus]:
     embedded bank's runner has them all, for a /api/system route).
     """
     statuses = []
-    for follower_name, upstream_names in BankAccountSystem().follows.items():
+    follows = BankAccountSystem().follows
+    heartbeats = read_heartbeats(apps[name] for name in follows)
+    for follower_name, upstream_names in follows.items():
         follower: Any = apps[follower_name]
         topics = follower.topics
         failures = {f.upstream: f for f in follower.recorder.select_failures()}
+        kind = follower_name.lower()
+        workers = (
+            None
+            if heartbeats is None
+            else [beat for beat in heartbeats if beat.kind == kind]
+        )
         for upstream_name in upstream_names:
             recorder: Any = apps[upstream_name].recorder
             position = follower.recorder.max_tracking_id(upstream_name) or 0
@@ -129,9 +170,21 @@ def read_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStatus]:
                     latest=latest,
                     lag=count_after(recorder, position, topics),
                     failure=failures.get(upstream_name),
+                    workers=workers,
                 )
             )
     return statuses
+
+
+def read_heartbeats(followers: Iterable[Application[Any]]) -> list[WorkerBeat] | None:
+    """The workers' heartbeats; None unless PostgreSQL holds some (workers ran)."""
+    for follower in followers:
+        datastore = getattr(follower.recorder, "datastore", None)
+        if isinstance(datastore, PostgresDatastore):
+            with datastore.get_connection() as connection:
+                beats = read_workers(connection, datastore.schema)
+            return beats or None
+    return None
 
 
 def count_after(recorder: Any, position: int, topics: tuple[str, ...]) -> int:
@@ -157,13 +210,7 @@ def format_table(statuses: list[FollowerStatus]) -> str:
         (s.follower, s.upstream, str(s.position), str(s.latest), s.lag_text, s.state)
         for s in statuses
     )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    table = "\n".join(
-        "  ".join(
-            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
-        ).rstrip()
-        for row in rows
-    )
+    table = "\n".join(_aligned(rows))
     # Each failure in words below the table: where, what, since when, and why.
     failing = [
         f"{s.follower} fails at {s.upstream} position {f.position} ({f.event}), "
@@ -172,4 +219,38 @@ def format_table(statuses: list[FollowerStatus]) -> str:
         for s in statuses
         if (f := s.failure) is not None
     ]
-    return "\n".join([table, *failing])
+    return "\n".join([table, *failing, *format_workers(statuses)])
+
+
+def format_workers(statuses: list[FollowerStatus]) -> list[str]:
+    """The workers' heartbeats as table lines, after a blank line (none: no lines)."""
+    seen: dict[UUID, WorkerBeat] = {}
+    for status in statuses:
+        for worker in status.workers or ():
+            seen.setdefault(worker.id, worker)
+    if not seen:
+        return []
+    header = ("WORKER", "HOST", "PID", "STATE", "STARTED", "LAST BEAT")
+    rows = [header]
+    rows.extend(
+        (
+            w.kind,
+            w.host,
+            str(w.pid),
+            w.shown_state,
+            f"{w.started_at:%Y-%m-%d %H:%M:%S %Z}",
+            f"{w.age:.1f} s ago",
+        )
+        for w in sorted(seen.values(), key=lambda w: (w.kind, w.started_at))
+    )
+    return ["", *_aligned(rows)]
+
+
+def _aligned(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+        ).rstrip()
+        for row in rows
+    ]

@@ -14,6 +14,12 @@ the process is needed.
 One worker of a kind runs at a time: each holds a PostgreSQL advisory lock, named
 for its schema and application, on a connection of its own; a second one waits for
 the lock, and takes over when the first stops or dies.
+
+Each worker process keeps a heartbeat row (bankaccounts.heartbeat) for `bankaccounts
+status`, logs a progress line every PROGRESS_INTERVAL seconds while it processes
+events, and may serve /healthz, /readyz and /metrics on a port of its own. It follows
+in a thread of its own, so that stop() (SIGTERM) ends a connect attempt or a wait for
+the lock at once; a page in flight is finished and recorded first.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from contextlib import ExitStack
 from functools import partial
 from itertools import groupby
@@ -33,13 +40,17 @@ from eventsourcing.persistence import IntegrityError, InterfaceError, Operationa
 from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import BaseProjectionRunner
 
+from bankaccounts import logs
+from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
 from bankaccounts.infrastructure import PAGE_SIZE
+from bankaccounts.metrics import RECONNECTS, watch_applications
+from bankaccounts.status import count_after
 from bankaccounts.system.batching import UnprocessableEventError
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.postgres import POLL_INTERVAL, PollingPostgresSubscription
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from eventsourcing.application import Application
     from eventsourcing.domain import DomainEventProtocol
@@ -69,6 +80,28 @@ EXPECTED_ERRORS = (*CONNECTION_ERRORS, IntegrityError)
 
 #: Seconds between checks that the lock's connection (and so the lock) is alive.
 LOCK_CHECK_INTERVAL = 1.0
+
+#: Seconds between progress lines while the worker processes events.
+PROGRESS_INTERVAL = 10.0
+
+#: Seconds a worker that is asked to stop while following waits for its thread to
+#: finish the page in flight and stop its runners; beyond it, the process ends anyway
+#: (what was not committed is processed again by the next worker).
+STOP_GRACE = 10.0
+
+#: A connect attempt gives up after this many seconds unless POSTGRES_CONNECT_TIMEOUT
+#: says otherwise (libpq's own default is none at all: a silent server hangs it).
+DEFAULT_CONNECT_TIMEOUT = 5
+
+
+def connect_kwargs(datastore: PostgresDatastore) -> dict[str, Any]:
+    """psycopg.connect's arguments for a connection of the datastore's own."""
+    kwargs: dict[str, Any] = dict(datastore.pool.kwargs or {})  # type: ignore[arg-type]
+    kwargs.pop("row_factory", None)
+    # The pool's timeout is the library's POSTGRES_CONNECT_TIMEOUT (libpq's minimum: 2).
+    timeout = getattr(datastore.pool, "timeout", None) or DEFAULT_CONNECT_TIMEOUT
+    kwargs.setdefault("connect_timeout", max(2, round(timeout)))
+    return kwargs
 
 
 class Inbox:
@@ -128,14 +161,20 @@ class InstanceLock:
         """The lock of the named application in the datastore's schema."""
         self.name = name
         self.key = lock_key(datastore.schema, name)
-        kwargs: dict[str, Any] = dict(datastore.pool.kwargs or {})  # type: ignore[arg-type]
-        kwargs.pop("row_factory", None)
-        self.connect_kwargs = kwargs
+        self.connect_kwargs = connect_kwargs(datastore)
         self.connection: psycopg.Connection[Any] | None = None
         self.checked = 0.0
 
-    def acquire(self, stopping: threading.Event, interval: float = 0.5) -> bool:
-        """Waits for the lock; False if asked to stop first."""
+    def acquire(
+        self,
+        stopping: threading.Event,
+        interval: float = 0.5,
+        on_wait: Callable[[], None] | None = None,
+    ) -> bool:
+        """Waits for the lock; False if asked to stop first.
+
+        on_wait is called once if another worker holds it.
+        """
         self.connection = psycopg.connect(**self.connect_kwargs, autocommit=True)
         waited = False
         while not self._try():
@@ -144,6 +183,8 @@ class InstanceLock:
                     "%s: waiting for the other %s worker to stop", self.name, self.name
                 )
                 waited = True
+                if on_wait is not None:
+                    on_wait()
             if stopping.wait(interval):
                 return False
         if waited:
@@ -204,6 +245,31 @@ def polling_leader(
     )
 
 
+class Progress:
+    """Events processed since the last progress line, for the next one."""
+
+    def __init__(self, interval: float = PROGRESS_INTERVAL) -> None:
+        """Counting from now."""
+        self.interval = interval
+        self.since = time.monotonic()
+        self.events: Counter[str] = Counter()  # by upstream
+        self.positions: dict[str, int] = {}  # the last processed, by upstream
+
+    def add(self, upstream: str, jobs: list[Job]) -> None:
+        """Counts a page of an upstream's events, processed."""
+        self.events[upstream] += len(jobs)
+        self.positions[upstream] = jobs[-1][1].notification_id
+
+    def is_due(self) -> bool:
+        """True once the interval has passed since the last line."""
+        return time.monotonic() - self.since >= self.interval
+
+    def restart(self) -> None:
+        """Counts from zero again."""
+        self.since = time.monotonic()
+        self.events.clear()
+
+
 class Worker:
     """Runs one follower of the system until stop() is called."""
 
@@ -215,8 +281,15 @@ class Worker:
         first_retry_delay: float = 0.5,
         max_retry_delay: float = 10.0,
         poll_interval: float = POLL_INTERVAL,
+        health_port: int | None = None,
+        health_host: str = "127.0.0.1",
+        heartbeat_interval: float = HEARTBEAT_INTERVAL,
+        progress_interval: float = PROGRESS_INTERVAL,
     ) -> None:
-        """Prepares the named follower ("Sagas", "Accounts" or "Interface")."""
+        """Prepares the named follower ("Sagas", "Accounts" or "Interface").
+
+        With a health_port, run() serves /healthz, /readyz and /metrics on it.
+        """
         system = BankAccountSystem()
         if name not in system.follows:
             msg = f"{name} follows nothing; workers run {', '.join(system.follows)}"
@@ -228,10 +301,18 @@ class Worker:
         self.first_retry_delay = first_retry_delay
         self.max_retry_delay = max_retry_delay
         self.poll_interval = poll_interval
+        self.health_port = health_port
+        self.health_host = health_host
+        self.heartbeat_interval = heartbeat_interval
+        self.progress = Progress(progress_interval)
         self.stopping = threading.Event()
         self.started = threading.Event()  # set while following, cleared on failure
         self.app: BatchProcessApplication | None = None
         self.inbox: Inbox | None = None
+        self.lock: InstanceLock | None = None
+        self.heartbeat: Heartbeat | None = None
+        self.health: Any = None  # the HealthServer, while run() serves one
+        self.runners: list[BaseProjectionRunner[Any]] = []
         self.reconnects = 0
         # Per upstream, the last position of a page that failed: up to there, events
         # are processed one at a time, so a failure names its event.
@@ -249,14 +330,72 @@ class Worker:
         if app is not None:
             app.closing.set()
 
+    def is_ready(self) -> bool:
+        """True while it holds its lock and follows, its lock's connection alive.
+
+        The loop checks the connection every LOCK_CHECK_INTERVAL seconds, and stops
+        following when it has died; a loop that stopped checking is not ready either.
+        """
+        lock = self.lock
+        return (
+            self.started.is_set()
+            and not self.stopping.is_set()
+            and lock is not None
+            and lock.connection is not None
+            and time.monotonic() - lock.checked < 5 * LOCK_CHECK_INTERVAL + 5
+        )
+
     def run(self) -> None:
         """Follows the upstream applications until stopped, recovering from failures.
+
+        The following goes on in a thread of its own; this one waits for stop()
+        (from a signal handler, say). Then it waits for the thread only while it
+        follows (to finish the page in flight, at most STOP_GRACE seconds): a
+        connect attempt or a wait for the lock is left behind, so a SIGTERM ends the
+        process at once. Raises OSError if the health port cannot be bound.
+        """
+        if self.health_port is not None:
+            from bankaccounts.healthserver import HealthServer
+
+            self.health = HealthServer(
+                self.health_host, self.health_port, self.is_ready
+            )
+            self.health.start()
+        thread = threading.Thread(
+            target=self._run, name=f"worker {self.name}", daemon=True
+        )
+        thread.start()
+        try:
+            # A timeout, so that a signal's handler runs within it on any platform.
+            while thread.is_alive() and not self.stopping.wait(0.5):
+                pass
+            deadline = time.monotonic() + STOP_GRACE
+            while thread.is_alive() and self.started.is_set():
+                if time.monotonic() > deadline:
+                    logger.warning(
+                        "%s: the page in flight did not finish within %.0f s; "
+                        "stopping anyway",
+                        self.name,
+                        STOP_GRACE,
+                    )
+                    break
+                thread.join(0.05)
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.stop()
+            if self.health is not None:
+                self.health.stop()
+        logger.info("%s: stopped", self.name)
+
+    def _run(self) -> None:
+        """Follows until stopped; after a failure, tries again with backoff.
 
         The delay before the next attempt doubles after each failure. It starts
         again from the first delay after a lost connection or a refused page once
         the worker had been following, or when the error is another one than last
         time: never while the same unexpected error repeats.
         """
+        logs.bind(application=self.name)
         delay = self.first_retry_delay
         attempts = 0
         last_error = ""
@@ -270,6 +409,8 @@ class Worker:
                     delay = self.first_retry_delay
                 last_error = signature
                 self.started.clear()
+                if self.heartbeat is not None:
+                    self.heartbeat.state = "starting"
                 attempts += 1
                 if self.stopping.is_set():
                     break
@@ -287,17 +428,36 @@ class Worker:
                 delay = min(delay * 2, self.max_retry_delay)
             else:
                 delay = self.first_retry_delay
-        logger.info("%s: stopped", self.name)
+
+    def _start_heartbeat(self, datastore: PostgresDatastore) -> None:
+        """Starts the heartbeat once the first connection's settings are known."""
+        if self.heartbeat is None and not self.stopping.is_set():
+            self.heartbeat = Heartbeat(
+                self.name.lower(),
+                connect_kwargs(datastore),
+                datastore.schema,
+                interval=self.heartbeat_interval,
+            )
+            self.heartbeat.start()
+
+    def _set_state(self, state: Any) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.state = state
 
     def _follow(self, *, reconnecting: bool) -> None:
         app: Any = self.follower_class(env=self.env)
         self.app = app
+        if self.stopping.is_set():  # stop() came before self.app was set
+            app.closing.set()
         inbox = self.inbox = Inbox()
         with ExitStack() as stack:
             stack.callback(app.close)
-            lock = InstanceLock(self.name, app.recorder.datastore)
+            self._start_heartbeat(app.recorder.datastore)
+            lock = self.lock = InstanceLock(self.name, app.recorder.datastore)
             stack.callback(lock.release)
-            if not lock.acquire(self.stopping):
+            if not lock.acquire(
+                self.stopping, on_wait=lambda: self._set_state("waiting")
+            ):
                 return
             runners: list[BaseProjectionRunner[Any]] = []
             for leader_class in self.leader_classes:
@@ -312,8 +472,11 @@ class Worker:
                 # Leaving, the inbox closes before each runner stops (last in, first
                 # out), so a runner waiting to put an event in a full inbox returns.
                 stack.callback(inbox.closed.set)
+            self.runners = runners
+            stack.callback(watch_applications(self._applications))
             if reconnecting:
                 self.reconnects += 1
+                RECONNECTS.labels(self.name).inc()
             self.failing = {f.upstream: f.position for f in self._failures(app)}
             logger.info(
                 "%s: %s; following %s",
@@ -321,7 +484,9 @@ class Worker:
                 "reconnected" if reconnecting else "started",
                 self.positions(),
             )
+            self.progress.restart()
             self.started.set()
+            self._set_state("running")
             while not self.stopping.is_set():
                 if any(runner.is_interrupted.is_set() for runner in runners):
                     break  # a runner failed: leaving the block raises its error
@@ -331,7 +496,11 @@ class Worker:
                 for upstream, group in groupby(
                     jobs, key=lambda job: job[1].application_name
                 ):
-                    self._process(app, upstream, list(group))
+                    page = list(group)
+                    self._process(app, upstream, page)
+                    self.progress.add(upstream, page)
+                if self.progress.is_due():
+                    self._log_progress(app)
             inbox.closed.set()  # before the runners stop
             for runner in runners:
                 runner.stop()
@@ -340,6 +509,48 @@ class Worker:
         if not self.stopping.is_set():
             msg = "a subscription ended"
             raise ConnectionError(msg)
+
+    def _applications(self) -> dict[str, Any]:
+        """The follower and its upstreams, by name, for the metrics' gauges."""
+        apps: dict[str, Any] = {runner.app.name: runner.app for runner in self.runners}
+        if self.app is not None:
+            apps[self.name] = self.app
+        return apps
+
+    def _log_progress(self, app: Any) -> None:
+        """A line on what was processed since the last one, if anything was."""
+        progress = self.progress
+        events = sum(progress.events.values())
+        if events:
+            seconds = time.monotonic() - progress.since
+            positions: dict[str, int] = {}
+            lags: dict[str, int] = {}
+            for runner in self.runners:
+                upstream = runner.app.name
+                position = progress.positions.get(upstream)
+                if position is None:
+                    position = app.recorder.max_tracking_id(upstream) or 0
+                positions[upstream] = position
+                lags[upstream] = count_after(runner.app.recorder, position, app.topics)
+            logger.info(
+                "%s: processed %d events in %.1f s (%.1f/s); %s",
+                self.name,
+                events,
+                seconds,
+                events / seconds,
+                ", ".join(
+                    f"{name} at {positions[name]} (lag {lags[name]})"
+                    for name in positions
+                ),
+                extra={
+                    "events": events,
+                    "seconds": round(seconds, 1),
+                    "events_per_second": round(events / seconds, 1),
+                    "positions": positions,
+                    "lag": lags,
+                },
+            )
+        progress.restart()
 
     def _process(self, app: Any, upstream: str, jobs: list[Job]) -> None:
         """Processes a page, one event at a time up to where a page failed before."""

@@ -143,7 +143,9 @@ class Cluster:
         result = self.cli("init-db")
         assert result.returncode == 0, result.stderr
 
-    def add_worker(self, name: str, instance: int = 1) -> Process:
+    def add_worker(
+        self, name: str, instance: int = 1, options: tuple[str, ...] = ()
+    ) -> Process:
         """Starts a worker; waits until it follows its upstreams or waits its turn.
 
         Instance 1 is named after its kind ("sagas"), a second one "sagas-2".
@@ -151,7 +153,7 @@ class Cluster:
         key = name if instance == 1 else f"{name}-{instance}"
         process = Process(
             key,
-            ["worker", name, "--log-level", "info"],
+            ["worker", name, "--log-level", "info", *options],
             {**self.process_env, "PGAPPNAME": f"{self.tag}-{key}"},
             self.logs_dir / f"{key}.log",
         )
@@ -340,17 +342,52 @@ def feed_positions(env: dict[str, str]) -> list[int]:
 
 
 def wait_until_quiet(cluster: Cluster, timeout: float = 120.0) -> str:
-    """Waits until `status` shows every follower up to date; returns its table."""
-    table = ""
+    """Waits until `status` shows every follower up to date; returns its table.
+
+    A second worker of a kind may run (the follower shows `duplicate`): its lag must
+    be zero all the same.
+    """
+    answer = ""
 
     def up_to_date() -> bool:
-        nonlocal table
-        result = cluster.cli("status", "--stuck-after", "0")
-        table = result.stdout
-        return result.returncode == 0 and "behind" not in table
+        nonlocal answer
+        result = cluster.cli("status", "--json", "--stuck-after", "0")
+        answer = result.stdout + result.stderr
+        if result.returncode not in (0, 1) or not result.stdout.strip():
+            return False
+        rows = json.loads(result.stdout)
+        return all(
+            row["lag"] == 0 and row["state"] in ("up to date", "duplicate")
+            for row in rows
+        )
 
     deadline = time.monotonic() + timeout
     while not up_to_date():
-        assert time.monotonic() < deadline, f"followers still behind:\n{table}"
+        assert time.monotonic() < deadline, f"followers still behind:\n{answer}"
         time.sleep(0.2)
-    return table
+    return cluster.cli("status", "--stuck-after", "0").stdout
+
+
+def follower_states(cluster: Cluster) -> tuple[int, dict[str, str], list[Any]]:
+    """`status --json`: its exit status, each follower's state, and the workers."""
+    result = cluster.cli("status", "--json", "--stuck-after", "0")
+    assert result.stdout.strip(), result.stderr
+    rows = json.loads(result.stdout)
+    states = {row["follower"]: row["state"] for row in rows}
+    workers = {w["id"]: w for row in rows for w in row["workers"] or ()}
+    return result.returncode, states, list(workers.values())
+
+
+class SilentServer:
+    """A port that takes connections and never answers, as a server gone dark.
+
+    The kernel completes each handshake (up to the backlog); nothing reads.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+        self.address: tuple[str, int] = self.listener.getsockname()[:2]
+
+    def close(self) -> None:
+        """Closes the port (the connections waiting in it are reset)."""
+        self.listener.close()

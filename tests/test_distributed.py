@@ -191,12 +191,13 @@ def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
         for _ in range(3)
     ]
     assert all(status == 202 for status, _ in pending)
+    # Its heartbeat row went with it, while the other workers' beat: down at once.
     result = cluster.cli("status", "--stuck-after", "1")
     assert result.returncode == 1, result.stdout + result.stderr
     sagas_row = next(
         line for line in result.stdout.splitlines() if line.startswith("Sagas")
     )
-    assert sagas_row.split() == ["Sagas", "Commands", "1", "4", "3", "stuck"]
+    assert sagas_row.split() == ["Sagas", "Commands", "1", "4", "3", "down"]
 
     cluster.start("sagas")
     table = wait_until_quiet(cluster)
@@ -214,6 +215,12 @@ def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
         ("Interface", "Sagas"),
     }
     assert all(r["lag"] == 0 and not r["stuck"] for r in rows)
+    assert {r["state"] for r in rows} == {"up to date"}
+    assert {(w["kind"], w["state"]) for r in rows for w in r["workers"]} == {
+        ("sagas", "running"),
+        ("accounts", "running"),
+        ("interface", "running"),
+    }
 
 
 def test_a_second_worker_of_each_kind_waits_and_takes_over(cluster: Cluster) -> None:
@@ -222,8 +229,9 @@ def test_a_second_worker_of_each_kind_waits_and_takes_over(cluster: Cluster) -> 
     for name in WORKERS:
         label = WORKER_NAMES[name]
         second = cluster.add_worker(name, instance=2)
-        waiting = f"WARNING bankaccounts.worker: {label}: waiting for the other "
-        assert f"{waiting}{label} worker to stop" in second.last_run()
+        waiting = f"{label}: waiting for the other {label} worker to stop"
+        (line,) = [x for x in second.last_run().splitlines() if waiting in x]
+        assert "WARNING" in line
     assert deposit(web, alice, "10.00")["status"] == "succeeded"
 
     for name in WORKERS:  # SIGKILL: each lock goes with its holder's connection
