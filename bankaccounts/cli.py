@@ -184,6 +184,7 @@ def serve(
         DistributedBank,
         data_directory,
         describe_storage,
+        distributed_env,
         system_env,
     )
     from bankaccounts.datalock import DataDirectoryInUseError, DataDirectoryLock
@@ -227,7 +228,7 @@ def serve(
                 os.environ.setdefault(name, value)
             # What create_distributed_app reads, in this process and uvicorn's.
             os.environ[ALLOWED_HOSTS_VARIABLE] = ",".join(hosts)
-            environ = dict(os.environ)
+            environ = distributed_env(os.environ)
             check_postgres(
                 environ,
                 tables=preflight.DISTRIBUTED_TABLES,
@@ -422,6 +423,11 @@ def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> in
         environ["POSTGRES_POOL_SIZE"] = environ.get("POSTGRES_POOL_SIZE", "1")
         try:
             check_postgres(environ, tables=preflight.DISTRIBUTED_TABLES)
+        except preflight.MissingTablesError as error:
+            return fail(
+                f"cannot read the positions (no table {', '.join(error.missing)}); "
+                "has the bank been started, or init-db run?"
+            )
         except DatabaseUnavailableError as error:
             return fail(str(error))
     environ.update(system_env(data_dir, environ=environ))

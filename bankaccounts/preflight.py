@@ -87,6 +87,15 @@ class DatabaseUnavailableError(Exception):
     """PostgreSQL cannot be used as configured; the message says why."""
 
 
+class MissingTablesError(DatabaseUnavailableError):
+    """The database answers, but init-db has not made the tables (in this schema)."""
+
+    def __init__(self, message: str, missing: Sequence[str]) -> None:
+        """The message, and the tables missing."""
+        super().__init__(message)
+        self.missing = list(missing)
+
+
 def connect_kwargs(environ: Mapping[str, str]) -> dict[str, Any]:
     """psycopg.connect's arguments from the POSTGRES_* variables, as the library's."""
     password = environ.get("POSTGRES_PASSWORD", "")
@@ -271,7 +280,7 @@ def check_database(
                 f"the tables {', '.join(missing)} are not in schema {schema} of "
                 f"{where(environ)}: run `bankaccounts init-db` first"
             )
-            raise DatabaseUnavailableError(msg)
+            raise MissingTablesError(msg, missing)
         room = server_room(connection)
     if budget is not None and budget.total > room.free:
         logger.warning(
