@@ -399,14 +399,21 @@ def run_worker(name: str, health_port: int | None = None) -> int:
     except DatabaseUnavailableError as error:
         return fail(str(error), status=1)
     logs.bind(application=WORKER_NAMES[name])
-    worker = Worker(WORKER_NAMES[name], env)
+    worker = Worker(WORKER_NAMES[name], env, health_port=health_port)
 
     def handle(signum: int, frame: FrameType | None) -> None:
         worker.stop()
 
     signal.signal(signal.SIGTERM, handle)
     signal.signal(signal.SIGINT, handle)
-    worker.run()
+    try:
+        worker.run()
+    except OSError as error:  # only the health port's bind raises
+        return fail(
+            f"cannot listen on --health-port {health_port} "
+            f"({error.strerror or error}); choose another",
+            status=1,
+        )
     return 0
 
 
