@@ -211,7 +211,7 @@ def serve(
         "log_level": log_level,
         # One format in one stream: uvicorn's loggers go through our handler, and
         # the web's own access log (with latency and request id) replaces uvicorn's.
-        "log_config": logs.uvicorn_log_config(log_level, log_format, "web"),
+        "log_config": logs.uvicorn_log_config(log_level, log_format),
         "access_log": False,
         "ws": "websockets-sansio",
         # uvicorn would buffer a websocket message up to 16 MiB before the handler
@@ -263,11 +263,11 @@ def serve(
             status=1,
         )
     url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
-    print(f"Bank accounts{storage}", flush=True)
+    logs.announce(f"Bank accounts{storage}")
     if workers > 1:
         # uvicorn's workers bind the port themselves: it was free a moment ago.
         sock.close()
-        print(f"Serving {url} with {workers} workers", flush=True)
+        logs.announce(f"Serving {url} with {workers} workers")
         uvicorn.run(
             "bankaccounts.web.app:create_distributed_app",
             factory=True,
@@ -277,7 +277,7 @@ def serve(
         return 0
     app = create_app(bank, allowed_hosts=hosts)
     server = _clean_exit_server_class()(uvicorn.Config(app, **options))
-    print(f"Serving {url} (Ctrl-C to stop)", flush=True)
+    logs.announce(f"Serving {url} (Ctrl-C to stop)")
     try:
         server.run(sockets=[sock])
     finally:
@@ -398,7 +398,7 @@ def run_worker(name: str, health_port: int | None = None) -> int:
         return fail(str(error))
     except DatabaseUnavailableError as error:
         return fail(str(error), status=1)
-    logs.bind(application=WORKER_NAMES[name])
+    logs.set_role(f"worker {name}", application=WORKER_NAMES[name])
     worker = Worker(WORKER_NAMES[name], env, health_port=health_port)
 
     def handle(signum: int, frame: FrameType | None) -> None:

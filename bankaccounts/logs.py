@@ -28,8 +28,14 @@ request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 #: Fields of the code running now, in this thread or task (see bind()).
 _context: ContextVar[dict[str, Any] | None] = ContextVar("log_context", default=None)
 
-#: Fields of the whole process: its role ("web", "worker Sagas", ...).
+#: The process's role ("web", "worker sagas", ...), in every line.
 _process: dict[str, Any] = {}
+
+#: Fields of every line of the process (a worker's application), in any thread.
+_process_fields: dict[str, Any] = {}
+
+#: The format configure_logging() chose, for announce().
+_format: list[str] = ["text"]
 
 #: A LogRecord's own attributes: anything else on a record came from `extra`.
 _RECORD_ATTRIBUTES = frozenset(
@@ -43,9 +49,11 @@ _SECRETS = (
 )
 
 
-def set_role(role: str) -> None:
-    """Names the process in every line: "web", "worker Sagas", "init-db"."""
+def set_role(role: str, **fields: Any) -> None:
+    """Names the process in every line ("web", "worker sagas"); fields go in every
+    JSON line, from any thread (application="Sagas")."""
     _process["role"] = role
+    _process_fields.update(fields)
 
 
 def bind(**fields: Any) -> None:
@@ -101,7 +109,7 @@ class JSONFormatter(logging.Formatter):
             "logger": record.name,
             "process": {"pid": record.process, **_process},
         }
-        fields = _fields(record)
+        fields = {**_process_fields, **_fields(record)}
         if "application" in fields:
             data["application"] = fields.pop("application")
         data["message"] = redact(record.getMessage())
@@ -171,7 +179,22 @@ def make_formatter(fmt: str = "text", role: str | None = None) -> logging.Format
 
 def configure_logging(level: str, fmt: str = "text", role: str | None = None) -> None:
     """Sends every logger's records, uvicorn's included, to stderr in one format."""
+    _format[0] = fmt
     logging.config.dictConfig(uvicorn_log_config(level, fmt, role))
+
+
+def announce(message: str) -> None:
+    """Prints a line the operator always sees, on stdout ("Serving http://...").
+
+    As it is in text, and as a JSON log line in JSON, so a file of both streams
+    holds one format.
+    """
+    if _format[0] == "json":
+        record = logging.LogRecord(
+            "bankaccounts", logging.INFO, "", 0, message, None, None
+        )
+        message = JSONFormatter().format(record)
+    print(message, flush=True)
 
 
 def uvicorn_log_config(
