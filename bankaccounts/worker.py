@@ -41,7 +41,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import BaseProjectionRunner
 
 from bankaccounts import logs
-from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
+from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat, one_line
 from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.metrics import RECONNECTS, watch_applications
 from bankaccounts.status import count_after
@@ -84,10 +84,11 @@ LOCK_CHECK_INTERVAL = 1.0
 #: Seconds between progress lines while the worker processes events.
 PROGRESS_INTERVAL = 10.0
 
-#: Seconds a worker that is asked to stop while following waits for its thread to
-#: finish the page in flight and stop its runners; beyond it, the process ends anyway
-#: (what was not committed is processed again by the next worker).
+#: Seconds a worker asked to stop waits for the page in flight to be recorded, then
+#: for its runners to stop; beyond them, the process ends anyway (what was not
+#: committed is processed again by the next worker).
 STOP_GRACE = 10.0
+TEARDOWN_GRACE = 1.0  # a healthy teardown takes about 0.2 s
 
 #: A connect attempt gives up after this many seconds unless POSTGRES_CONNECT_TIMEOUT
 #: says otherwise (libpq's own default is none at all: a silent server hangs it).
@@ -254,6 +255,7 @@ class Progress:
         self.since = time.monotonic()
         self.events: Counter[str] = Counter()  # by upstream
         self.positions: dict[str, int] = {}  # the last processed, by upstream
+        self.windows = 0  # intervals ended, with a line or without
 
     def add(self, upstream: str, jobs: list[Job]) -> None:
         """Counts a page of an upstream's events, processed."""
@@ -268,6 +270,7 @@ class Progress:
         """Counts from zero again."""
         self.since = time.monotonic()
         self.events.clear()
+        self.windows += 1
 
 
 class Worker:
@@ -307,6 +310,7 @@ class Worker:
         self.progress = Progress(progress_interval)
         self.stopping = threading.Event()
         self.started = threading.Event()  # set while following, cleared on failure
+        self.processing = threading.Event()  # set while a page is in flight
         self.app: BatchProcessApplication | None = None
         self.inbox: Inbox | None = None
         self.lock: InstanceLock | None = None
@@ -350,9 +354,10 @@ class Worker:
 
         The following goes on in a thread of its own; this one waits for stop()
         (from a signal handler, say). Then it waits for the thread only while it
-        follows (to finish the page in flight, at most STOP_GRACE seconds): a
-        connect attempt or a wait for the lock is left behind, so a SIGTERM ends the
-        process at once. Raises OSError if the health port cannot be bound.
+        follows: for the page in flight to be recorded (up to STOP_GRACE seconds)
+        and the runners to stop (up to TEARDOWN_GRACE). A connect attempt or a wait
+        for the lock is left behind, so a SIGTERM ends the process at once. Raises
+        OSError if the health port cannot be bound.
         """
         if self.health_port is not None:
             from bankaccounts.healthserver import HealthServer
@@ -369,23 +374,33 @@ class Worker:
             # A timeout, so that a signal's handler runs within it on any platform.
             while thread.is_alive() and not self.stopping.wait(0.5):
                 pass
-            deadline = time.monotonic() + STOP_GRACE
-            while thread.is_alive() and self.started.is_set():
-                if time.monotonic() > deadline:
-                    logger.warning(
-                        "%s: the page in flight did not finish within %.0f s; "
-                        "stopping anyway",
-                        self.name,
-                        STOP_GRACE,
-                    )
-                    break
-                thread.join(0.05)
+            self._wait_for_the_page(thread)
         finally:
             if self.heartbeat is not None:
                 self.heartbeat.stop()
             if self.health is not None:
                 self.health.stop()
         logger.info("%s: stopped", self.name)
+
+    def _wait_for_the_page(self, thread: threading.Thread) -> None:
+        """Lets a following worker finish its page and stop its runners, briefly."""
+        page_deadline = time.monotonic() + STOP_GRACE
+        deadline = time.monotonic() + TEARDOWN_GRACE
+        while thread.is_alive() and self.started.is_set():
+            now = time.monotonic()
+            if self.processing.is_set():
+                deadline = now + TEARDOWN_GRACE
+                if now > page_deadline:
+                    logger.warning(
+                        "%s: the page in flight did not finish within %.0f s; "
+                        "stopping anyway",
+                        self.name,
+                        STOP_GRACE,
+                    )
+                    return
+            elif now > deadline:
+                return  # the runners' threads end with the process
+            thread.join(0.05)
 
     def _run(self) -> None:
         """Follows until stopped; after a failure, tries again with backoff.
@@ -418,7 +433,7 @@ class Worker:
                     "%s: %s: %s; reconnecting in %.1f s",
                     self.name,
                     type(error).__name__,
-                    str(error).strip() or "no detail",
+                    one_line(error),
                     delay,
                     # A lost connection or a refused page is expected now and
                     # then; anything else comes with its traceback.
@@ -497,10 +512,19 @@ class Worker:
                     jobs, key=lambda job: job[1].application_name
                 ):
                     page = list(group)
-                    self._process(app, upstream, page)
+                    self.processing.set()
+                    try:
+                        self._process(app, upstream, page)
+                    finally:
+                        self.processing.clear()
                     self.progress.add(upstream, page)
                 if self.progress.is_due():
                     self._log_progress(app)
+            if not self.stopping.is_set():
+                # Not following any more: not ready, and a SIGTERM during the
+                # teardown (which may wait on connect attempts) is not waited for.
+                self.started.clear()
+                self._set_state("starting")
             inbox.closed.set()  # before the runners stop
             for runner in runners:
                 runner.stop()
@@ -592,7 +616,7 @@ class Worker:
             position = first
             event = f"a page of {len(jobs)} events up to position {last}"
             cause = error
-        text = f"{type(cause).__name__}: {str(cause).strip() or 'no detail'}"
+        text = f"{type(cause).__name__}: {one_line(cause)}"
         recorder: FollowerRecorder = app.recorder
         try:
             failure = recorder.record_failure(upstream, position, event, text)
