@@ -146,6 +146,10 @@ class TextFormatter(logging.Formatter):
             redact(record.getMessage()),
         ]
         fields = _fields(record)
+        if "application" in fields and fields["application"] == _process_fields.get(
+            "application"
+        ):
+            del fields["application"]  # a worker's role names it already
         current_request = request_id.get()
         if current_request is not None:
             fields["request_id"] = current_request

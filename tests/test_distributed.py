@@ -252,30 +252,41 @@ def test_a_second_worker_of_each_kind_waits_and_takes_over(cluster: Cluster) -> 
         assert "Traceback" not in process.text(), process.name
 
 
-def test_a_worker_that_cannot_reach_the_database_retries_with_backoff(
+def test_a_worker_that_loses_the_database_retries_with_backoff(
     postgres_env: dict[str, str], tmp_path: Path
 ) -> None:
-    unreachable = {
-        **postgres_env,
-        "POSTGRES_PORT": "1",
-        "POSTGRES_CONNECT_TIMEOUT": "1",
-    }
-    cluster = Cluster(unreachable, tmp_path)
-    process = cluster.processes["sagas"] = cluster_process(cluster, "sagas")
-    process.start()
+    """At start an unreachable database stops the worker (test_settings.py); once it
+    has started, losing the database makes it retry with backoff, for ever."""
+    import socket
+
+    from tests.tcpproxy import TCPProxy
+
+    proxy = TCPProxy(postgres_env["POSTGRES_HOST"], int(postgres_env["POSTGRES_PORT"]))
+    cluster = Cluster(
+        {**postgres_env, "POSTGRES_CONNECT_TIMEOUT": "1"}, tmp_path, proxy
+    )
+    cluster.init_db()
     try:
-        wait_for(lambda: process.text().count("reconnecting in") >= 3, 30, "retries")
+        process = cluster.add_worker("sagas")
+        # Connections are refused from now on: the listener is gone.
+        proxy.listener.shutdown(socket.SHUT_RDWR)
+        proxy.close()
+        wait_for(lambda: process.text().count("reconnecting in") >= 4, 30, "retries")
         delays = [
             line.rsplit("reconnecting in ", 1)[1]
             for line in process.text().splitlines()
             if "reconnecting in" in line
         ]
-        assert delays[:3] == ["0.5 s", "1.0 s", "2.0 s"]
+        # The lost connection, then the same refusal again and again, each attempt
+        # waiting twice as long (a new error starts from the first delay again).
+        assert delays[1:4] == ["0.5 s", "1.0 s", "2.0 s"]
         assert "Sagas: OperationalError" in process.text()
+        assert process.is_running()
         process.signal(signal.SIGTERM)
         assert process.wait() == 0
     finally:
-        process.stop()
+        cluster.stop_all()
+        proxy.close()
 
 
 def cluster_process(cluster: Cluster, name: str) -> Any:
