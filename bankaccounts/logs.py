@@ -129,7 +129,7 @@ class JSONFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """A line per event: time, level, logger, role and pid, message, fields.
+    """A line per event: time, level, logger, role and pid, message, a few fields.
 
     A traceback follows its line, indented, as Python prints it.
     """
@@ -138,14 +138,15 @@ class TextFormatter(logging.Formatter):
         """The record as a line of text (and its traceback's lines)."""
         role = _process.get("role")
         who = f"{role} {record.process}" if role else str(record.process)
-        parts = [
-            _timestamp(record),
-            record.levelname,
-            record.name,
-            f"[{who}]",
-            redact(record.getMessage()),
-        ]
-        fields = _fields(record)
+        message = redact(record.getMessage())
+        parts = [_timestamp(record), record.levelname, record.name, f"[{who}]", message]
+        # Structured values (positions by upstream) are for JSON; in text, only
+        # values the message does not already say.
+        fields = {
+            key: value
+            for key, value in _fields(record).items()
+            if isinstance(value, str | int | float | bool) and str(value) not in message
+        }
         if "application" in fields and fields["application"] == _process_fields.get(
             "application"
         ):

@@ -189,3 +189,21 @@ def test_a_worker_writes_json_lines_naming_its_application(
         assert line["process"]["role"] == "worker interface"
         assert line["application"] == "Interface"
     assert any(line["message"] == "Interface: stopped" for line in lines)
+
+
+def test_a_text_line_leaves_to_json_what_its_message_says_already() -> None:
+    line = TextFormatter().format(
+        record(
+            "processed %d events; Commands at 12",
+            40,
+            events=40,
+            positions={"Commands": 12},
+            client="10.0.0.7:5000",
+        )
+    )
+    assert line.endswith("processed 40 events; Commands at 12 client=10.0.0.7:5000")
+    data = json.loads(
+        JSONFormatter().format(record("processed", events=40, positions={"C": 12}))
+    )
+    assert data["events"] == 40
+    assert data["positions"] == {"C": 12}
