@@ -114,6 +114,13 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
         metavar="PORT",
         help="serve /healthz, /readyz and /metrics on this port (default: none)",
     )
+    worker.add_argument(
+        "--health-host",
+        default=env("HEALTH_HOST", "127.0.0.1"),
+        metavar="HOST",
+        help="the address of --health-port (default 127.0.0.1; 0.0.0.0 for a "
+        "kubelet's probes)",
+    )
     add_logging(worker)
 
     status = commands.add_parser(
@@ -373,7 +380,9 @@ def init_db() -> int:
     return 0
 
 
-def run_worker(name: str, health_port: int | None = None) -> int:
+def run_worker(
+    name: str, health_port: int | None = None, health_host: str = "127.0.0.1"
+) -> int:
     """Runs one process application until SIGINT or SIGTERM."""
     from bankaccounts.bootstrap import distributed_env
     from bankaccounts.preflight import (
@@ -399,7 +408,9 @@ def run_worker(name: str, health_port: int | None = None) -> int:
     except DatabaseUnavailableError as error:
         return fail(str(error), status=1)
     logs.set_role(f"worker {name}", application=WORKER_NAMES[name])
-    worker = Worker(WORKER_NAMES[name], env, health_port=health_port)
+    worker = Worker(
+        WORKER_NAMES[name], env, health_port=health_port, health_host=health_host
+    )
 
     def handle(signum: int, frame: FrameType | None) -> None:
         worker.stop()
@@ -427,7 +438,7 @@ def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> in
 
     environ = dict(os.environ)
     if environ.get("PERSISTENCE_MODULE") == POSTGRES_MODULE:
-        environ["POSTGRES_POOL_SIZE"] = environ.get("POSTGRES_POOL_SIZE", "1")
+        environ = {**preflight.WORKER_POOL, **environ}  # four small pools
         try:
             check_postgres(environ, tables=preflight.DISTRIBUTED_TABLES)
         except preflight.MissingTablesError as error:
@@ -512,7 +523,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "init-db":
         return init_db()
     if args.command == "worker":
-        return run_worker(args.name, args.health_port)
+        return run_worker(args.name, args.health_port, args.health_host)
     if args.command == "status":
         return status(args.json, args.stuck_after, args.data_dir)
     if args.command == "rebuild-read-model":

@@ -145,6 +145,11 @@ SETTINGS: tuple[Setting, ...] = (
         "--health-port",
     ),
     Setting(
+        "BANKACCOUNTS_HEALTH_HOST",
+        "a host name or address to listen on",
+        option="--health-host",
+    ),
+    Setting(
         "BANKACCOUNTS_CATCH_UP_INTERVAL",
         "seconds above 0",
         _positive_float,
@@ -199,13 +204,14 @@ REQUIRED_POSTGRES = ("POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_USER")
 def check_environment(environ: Mapping[str, str]) -> dict[str, object]:
     """The values of the known variables that are set, parsed.
 
-    Raises ConfigurationError naming every bad one.
+    Raises ConfigurationError naming every bad one. An empty value counts as unset
+    (`export BANKACCOUNTS_PORT=` leaves the default), as the library does.
     """
     values: dict[str, object] = {}
     errors: list[str] = []
     for name, text in environ.items():
         setting = BY_VARIABLE.get(name)
-        if setting is None:
+        if setting is None or not text.strip():
             continue
         try:
             values[name] = setting.parse(text.strip())

@@ -184,3 +184,39 @@ def test_distributed_web_workers_answer_the_allowed_hosts(
         except subprocess.TimeoutExpired:
             web.kill()
             web.wait(10)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["serve"],
+        ["run-all"],
+        ["init-db"],
+        ["worker", "sagas"],
+        ["status"],
+        ["rebuild-read-model"],
+    ],
+)
+def test_every_command_takes_the_log_options_with_the_environments_defaults(
+    command: list[str],
+) -> None:
+    from bankaccounts.cli import build_parser
+
+    parser = build_parser(
+        {"BANKACCOUNTS_LOG_FORMAT": "json", "BANKACCOUNTS_LOG_LEVEL": "debug"}
+    )
+    args = parser.parse_args(command)
+    assert (args.log_format, args.log_level) == ("json", "debug")
+    args = parser.parse_args([*command, "--log-format", "text"])
+    assert args.log_format == "text"
+
+
+def test_the_worker_takes_its_health_port_and_host_from_the_environment() -> None:
+    from bankaccounts.cli import build_parser
+
+    parser = build_parser(
+        {"BANKACCOUNTS_HEALTH_PORT": 9101, "BANKACCOUNTS_HEALTH_HOST": "0.0.0.0"}
+    )
+    args = parser.parse_args(["worker", "interface"])
+    assert (args.health_port, args.health_host) == (9101, "0.0.0.0")
+    assert build_parser().parse_args(["worker", "sagas"]).health_port is None

@@ -240,3 +240,7 @@ def test_a_process_warns_when_its_connections_may_not_fit(
     assert len(warnings) == 1
     assert "this process may open up to 1800 connections" in warnings[0]
     assert f"max_connections ({room.max_connections})" in warnings[0]
+
+
+def test_an_empty_value_counts_as_unset() -> None:
+    assert check_environment({"BANKACCOUNTS_PORT": "", "POSTGRES_PORT": " "}) == {}
