@@ -95,7 +95,8 @@ class Comparison:
     def report(self) -> str:
         """The differences in words, at most SHOWN_DIFFERENCES of them."""
         compared = (
-            f"{self.accounts} accounts and {self.transactions} transactions compared"
+            f"{_count(self.accounts, 'account')} and "
+            f"{_count(self.transactions, 'transaction')} compared"
         )
         if not self.differences:
             return f"The view agrees with the aggregates ({compared})."
@@ -107,6 +108,10 @@ class Comparison:
         if len(self.differences) > SHOWN_DIFFERENCES:
             lines.append(f"  ... and {len(self.differences) - SHOWN_DIFFERENCES} more")
         return "\n".join(lines)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _notifications(
