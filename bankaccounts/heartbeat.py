@@ -23,6 +23,8 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg.sql import SQL, Composed, Identifier
 
+from bankaccounts import logs
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
@@ -157,7 +159,8 @@ class Heartbeat:
         self.interval = interval
         self._state: WorkerState = "starting"
         self.started_at: datetime | None = None  # the server's time of the first beat
-        self.beats = 0
+        self.beats = 0  # rows written
+        self.attempts = 0
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._connection: psycopg.Connection[Any] | None = None
@@ -193,6 +196,7 @@ class Heartbeat:
             self._thread.join(timeout)
 
     def _run(self) -> None:
+        logs.bind(application=self.kind.capitalize())
         failing = False
         while not self._stopping.is_set():
             try:
@@ -207,6 +211,10 @@ class Heartbeat:
                         _explain(error),
                     )
                 failing = True
+            except Exception:  # a bug: said with its traceback, and tried again
+                self._disconnect()
+                logger.exception("%s: heartbeat failed", self.kind.capitalize())
+                failing = True
             else:
                 if failing:
                     logger.info("%s: heartbeat again", self.kind.capitalize())
@@ -216,6 +224,7 @@ class Heartbeat:
         self._delete()
 
     def _beat(self) -> None:
+        self.attempts += 1
         if self._connection is None or self._connection.closed:
             self._connecting = True
             try:

@@ -192,14 +192,17 @@ class Cluster:
             label = WORKER_NAMES[process.worker]
             # It follows, or waits while another worker of its kind holds the lock.
             ready = (f"{label}: started", f"{label}: waiting for the other")
-            wait_for(
-                lambda: (
-                    any(text in process.last_run() for text in ready)
-                    or not process.is_running()
-                ),
-                START_TIMEOUT,
-                f"{name} did not start",
-            )
+            try:
+                wait_for(
+                    lambda: (
+                        any(text in process.last_run() for text in ready)
+                        or not process.is_running()
+                    ),
+                    START_TIMEOUT,
+                    f"{name} did not start",
+                )
+            except AssertionError as error:
+                raise AssertionError(f"{error}:\n{process.last_run()}") from None
         else:
             url = process.url
             wait_for(

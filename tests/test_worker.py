@@ -441,3 +441,53 @@ def test_the_health_port_answers_for_a_running_and_a_waiting_worker(
     cluster.kill("interface")
     wait_for(lambda: get(f"{second}/readyz")[0] == 200, 30, "the second not ready")
     assert second_worker.is_running()
+
+
+def heartbeat_rows(env: dict[str, str]) -> list[tuple[Any, ...]]:
+    """The workers' rows: kind and state."""
+    with connect(postgres_settings()) as connection:
+        return connection.execute(
+            f'SELECT kind, state FROM "{env["POSTGRES_SCHEMA"]}".bankaccounts_workers'
+        ).fetchall()
+
+
+def test_a_worker_beats_while_it_runs_and_deletes_its_row_when_it_stops(
+    tables: dict[str, str],
+) -> None:
+    worker = Worker("Interface", tables, heartbeat_interval=0.2)
+    running = RunningWorker(worker)
+    try:
+        wait_for(lambda: heartbeat_rows(tables) == [("interface", "running")], 30)
+        heartbeat = worker.heartbeat
+        assert heartbeat is not None
+        beats = heartbeat.beats
+        wait_for(lambda: heartbeat.beats > beats + 2, 30, "no more beats")
+    finally:
+        running.stop()
+    assert heartbeat_rows(tables) == []
+
+
+def test_a_worker_without_the_heartbeat_table_says_to_run_init_db(
+    tables: dict[str, str],
+    start_worker: Callable[..., Worker],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with connect(postgres_settings()) as connection:
+        connection.execute(
+            f'DROP TABLE "{tables["POSTGRES_SCHEMA"]}".bankaccounts_workers'
+        )
+    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    worker = start_worker("Interface", tables, heartbeat_interval=0.2)
+    wait_for(worker.started.is_set, 30, "the worker did not start")
+    warning = (
+        "Interface: cannot keep its heartbeat: no table bankaccounts_workers; "
+        "run bankaccounts init-db"
+    )
+    wait_for(lambda: warning in caplog.text, 30, "no warning")
+    heartbeat = worker.heartbeat
+    assert heartbeat is not None
+    wait_for(lambda: heartbeat.attempts >= 4, 30, "no more attempts")
+    # Said once, not at every beat; the worker follows all the same.
+    assert caplog.text.count(warning) == 1
+    assert heartbeat.beats == 0
+    assert worker.started.is_set()
