@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.cluster import WORKERS, follower_states, wait_until_quiet
+from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, STALE_AFTER
+from tests.cluster import WORKERS, follower_states, request, wait_until_quiet
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -56,6 +57,7 @@ def test_a_killed_worker_shows_down_within_seconds(cluster: Cluster) -> None:
         lambda: follower_states(cluster)[1]["Sagas"] == "down", 15, "Sagas not down"
     )
     seconds = time.monotonic() - killed
+    print(f"down {seconds:.2f} s after the kill (status runs included)")
     # Its connection ended with it; the row shows it at the next read.
     assert seconds < 5, seconds
 
@@ -113,9 +115,15 @@ def test_two_workers_of_a_kind_show_duplicate(cluster: Cluster) -> None:
 def test_a_dead_and_a_duplicate_worker_in_one_table(cluster: Cluster) -> None:
     """The table an operator sees (printed, for the record)."""
     web = cluster.add_web("web")
-    assert web
+    status, account = request("POST", f"{web}/api/accounts", {"name": "Alice"})
+    assert status == 201, account
+    deposits = f"{web}/api/accounts/{account['id']}/deposits"
+    status, _ = request("POST", f"{deposits}?wait=true", {"amount": "10.00"})
+    assert status == 200
     cluster.kill("interface")
     cluster.add_worker("sagas", instance=2)
+    status, _ = request("POST", deposits, {"amount": "5.00"})  # waits for Interface
+    assert status == 202
     wait_for(
         lambda: (
             follower_states(cluster)[1]
@@ -152,3 +160,22 @@ def test_workers_stopped_cleanly_leave_no_rows(cluster: Cluster) -> None:
     code, states, workers = follower_states(cluster)
     assert (code, set(states.values()), workers) == (0, {"up to date"}, [])
     assert "WORKER" not in cluster.cli("status").stdout
+
+
+def test_a_frozen_worker_shows_down_once_its_beats_are_stale(cluster: Cluster) -> None:
+    wait_until_quiet(cluster)
+    accounts = cluster.processes["accounts"]
+    accounts.signal(signal.SIGSTOP)  # its connections stay open; it beats no more
+    try:
+        frozen = time.monotonic()
+        wait_for(
+            lambda: follower_states(cluster)[1]["Accounts"] == "down",
+            STALE_AFTER + 15,
+            "Accounts not down",
+        )
+        seconds = time.monotonic() - frozen
+        print(f"down {seconds:.2f} s after SIGSTOP")
+        assert seconds >= STALE_AFTER - HEARTBEAT_INTERVAL
+    finally:
+        accounts.signal(signal.SIGCONT)
+    wait_for(lambda: follower_states(cluster)[0] == 0, 30, "not healthy again")
