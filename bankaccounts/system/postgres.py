@@ -17,6 +17,7 @@ from eventsourcing.utils import retry
 from psycopg.sql import SQL, Composed, Identifier
 
 from bankaccounts.system.followers import (
+    FAILURE_COLUMNS,
     PAGE_START,
     FollowerFailure,
     FollowerRecorder,
@@ -51,11 +52,6 @@ ACCOUNT_COLUMNS = "id, name, balance, overdraft_limit, is_closed, opened_at, upd
 TRANSACTION_COLUMNS = (
     "id, kind, debit_account_id, credit_account_id, amount, status, error, "
     "created_at, updated_at"
-)
-
-
-FAILURE_COLUMNS = (
-    "upstream, position, event, error, attempts, first_failed_at, last_failed_at"
 )
 
 
