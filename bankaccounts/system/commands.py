@@ -22,7 +22,10 @@ from bankaccounts.validation import to_account_id, to_amount
 if TYPE_CHECKING:
     from decimal import Decimal
 
+    from bankaccounts.system.readmodel import TransactionKind
+
 __all__ = [
+    "COMMAND_KINDS",
     "IDEMPOTENCY_KEY_PATTERN",
     "Command",
     "Commands",
@@ -84,6 +87,14 @@ class TransferFundsCommand(Command):
         self.debit_account_id = debit_account_id
         self.credit_account_id = credit_account_id
         self.amount = amount
+
+
+#: The kind of transaction each command asks for, as clients see it.
+COMMAND_KINDS: dict[type[Command], TransactionKind] = {
+    DepositFundsCommand: "deposit",
+    WithdrawFundsCommand: "withdrawal",
+    TransferFundsCommand: "transfer",
+}
 
 
 class Commands(BankApplication):

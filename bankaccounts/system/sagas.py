@@ -15,7 +15,7 @@ from bankaccounts.ids import ABORTED_TRANSACTIONS, REFUNDS, derived_id
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import (
-    Command,
+    COMMAND_KINDS,
     DepositFundsCommand,
     TransferFundsCommand,
     WithdrawFundsCommand,
@@ -190,14 +190,6 @@ class AbortedTransaction(ValueCopy, Aggregate):
         self.credit_account_id = credit_account_id
         self.amount = amount
         self.reason = reason
-
-
-#: The kind of transaction each command asks for, as clients see it.
-COMMAND_KINDS: dict[type[Command], str] = {
-    DepositFundsCommand: "deposit",
-    WithdrawFundsCommand: "withdrawal",
-    TransferFundsCommand: "transfer",
-}
 
 
 class Sagas(BankApplication, BatchProcessApplication):
