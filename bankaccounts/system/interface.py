@@ -8,8 +8,6 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.popo import POPOFactory
-from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount
@@ -23,6 +21,7 @@ from bankaccounts.exceptions import (
 )
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
+from bankaccounts.system.postgres import PostgresReadModelRecorder
 from bankaccounts.system.readmodel import (
     AccountView,
     FeedMessage,
@@ -88,6 +87,10 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     name = "Interface"
     topics = _topics()
+    # Process recorders that also write the read model, in each store.
+    popo_recorder = POPOReadModelRecorder
+    sqlite_recorder = SQLiteReadModelRecorder
+    postgres_recorder = PostgresReadModelRecorder
 
     def __init__(self, env: Any = None) -> None:
         """Starts with no feed listeners."""
@@ -99,34 +102,6 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     def view(self) -> ReadModelRecorder:
         """The read model: accounts, transactions and the feed."""
         return cast("ReadModelRecorder", self.recorder)
-
-    def construct_recorder(self) -> ReadModelRecorder:
-        """A process recorder that also writes the read model."""
-        factory = self.factory
-        recorder: ReadModelRecorder
-        if isinstance(factory, POPOFactory):
-            return POPOReadModelRecorder()
-        if isinstance(factory, SQLiteFactory):
-            recorder = SQLiteReadModelRecorder(factory.datastore)
-            if factory.env_create_table():
-                recorder.create_table()
-            return recorder
-        from eventsourcing.postgres import PostgresFactory
-
-        from bankaccounts.system.postgres import PostgresReadModelRecorder
-
-        if isinstance(factory, PostgresFactory):
-            prefix = self.name.lower()
-            recorder = PostgresReadModelRecorder(
-                factory.datastore,
-                events_table_name=f"{prefix}_events",
-                tracking_table_name=f"{prefix}_tracking",
-            )
-            if factory.env_create_table():
-                recorder.create_table()
-            return recorder
-        msg = f"No read model recorder for {type(factory).__name__}"
-        raise NotImplementedError(msg)
 
     def add_feed_listener(
         self, listener: Callable[[Sequence[FeedMessage]], None]
