@@ -99,9 +99,9 @@ def _to_decimal(value: object, name: str, negative: str) -> Decimal:
         return ZERO  # 0E+999999 is zero, however large its exponent
     # adjusted() is the power of ten of the first digit: checked before any
     # arithmetic, which would overflow on Decimal("1e999999999999").
-    if value.adjusted() >= MAX_WHOLE_DIGITS or abs(value) > MAX_AMOUNT:
+    if value.adjusted() >= MAX_WHOLE_DIGITS:
         raise _refuse(name, TOO_LARGE)
-    return value
+    return value  # bounded exactly by the caller
 
 
 def _to_money(value: object, name: str, negative: str) -> Decimal:

@@ -11,11 +11,7 @@ from eventsourcing.persistence import IntegrityError
 
 from bankaccounts.domainmodel import ValueCopy
 from bankaccounts.exceptions import CommandConflictError, InvalidTransferError
-from bankaccounts.ids import (
-    IDEMPOTENCY_KEY_PATTERN,
-    check_idempotency_key,
-    command_id_for_key,
-)
+from bankaccounts.ids import command_id_for_key
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.validation import to_account_id, to_amount
 
@@ -23,17 +19,6 @@ if TYPE_CHECKING:
     from decimal import Decimal
 
     from bankaccounts.system.readmodel import TransactionKind
-
-__all__ = [
-    "COMMAND_KINDS",
-    "IDEMPOTENCY_KEY_PATTERN",
-    "Command",
-    "Commands",
-    "DepositFundsCommand",
-    "TransferFundsCommand",
-    "WithdrawFundsCommand",
-    "check_idempotency_key",
-]
 
 
 class Command(ValueCopy, Aggregate):

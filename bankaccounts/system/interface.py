@@ -11,14 +11,6 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount
-from bankaccounts.exceptions import (
-    AccountClosedError,
-    AccountNotFoundError,
-    BalanceLimitError,
-    InsufficientFundsError,
-    ProcessingError,
-    TransactionError,
-)
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.postgres import PostgresReadModelRecorder
@@ -48,6 +40,9 @@ if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
     from eventsourcing.persistence import Recording
 
+    from bankaccounts.exceptions import (
+        TransactionError,
+    )
     from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
 
 logger = logging.getLogger(__name__)
@@ -136,20 +131,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         """Says in words what went wrong, naming the account as people know it."""
         account = self._get_account(processing_event, error.account_id)
         label = account.label if account else f"account {str(error.account_id)[:8]}"
-        if isinstance(error, InsufficientFundsError):
-            return f"Insufficient funds in {label}"
-        if isinstance(error, AccountClosedError):
-            return f"{label[0].upper()}{label[1:]} is closed"
-        if isinstance(error, AccountNotFoundError):
-            return f"Account {error.account_id} does not exist"
-        if isinstance(error, BalanceLimitError):
-            return (
-                f"{label[0].upper()}{label[1:]} would hold more than "
-                f"{error.limit}, the most an account may hold"
-            )
-        if isinstance(error, ProcessingError):
-            return f"The bank could not process this transaction on {label}"
-        return str(error)
+        return error.describe(label)
 
     @singledispatchmethod
     def policy(

@@ -192,6 +192,12 @@ class AbortedTransaction(ValueCopy, Aggregate):
         self.reason = reason
 
 
+#: The kind of transaction a command's Created event asks for.
+KIND_OF_COMMAND_CREATED: dict[type[Any], str] = {
+    cls.Created: kind for cls, kind in COMMAND_KINDS.items()
+}
+
+
 class Sagas(BankApplication, BatchProcessApplication):
     """Turns commands into sagas and moves each saga on as Accounts reports back."""
 
@@ -215,8 +221,7 @@ class Sagas(BankApplication, BatchProcessApplication):
         Other events report what Accounts did: their right outcome is unknown, so
         the follower stops at them (and says so) rather than guess.
         """
-        kinds = {cls.Created: kind for cls, kind in COMMAND_KINDS.items()}
-        kind = kinds.get(type(domain_event))
+        kind = KIND_OF_COMMAND_CREATED.get(type(domain_event))
         if kind is None:
             return None
         return [

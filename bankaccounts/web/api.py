@@ -32,11 +32,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bankaccounts.bootstrap import Bank
 from bankaccounts.exceptions import AccountClosedError, AccountNotFoundError
-from bankaccounts.system.commands import (
-    COMMAND_KINDS,
-    IDEMPOTENCY_KEY_PATTERN,
-    check_idempotency_key,
-)
+from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
+from bankaccounts.system.commands import COMMAND_KINDS
 from bankaccounts.system.readmodel import TransactionView
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.schemas import (
