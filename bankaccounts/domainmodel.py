@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
 from typing import TYPE_CHECKING, Any
 from uuid import UUID  # noqa: TC003 (event annotations are resolved at runtime)
 
 from eventsourcing.domain import Aggregate, event
 
 from bankaccounts.exceptions import (
+    MAX_BALANCE,
     AccountClosedError,
     BalanceLimitError,
     InsufficientFundsError,
@@ -20,13 +21,6 @@ from bankaccounts.validation import ZERO, to_limit, to_money
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Self
-
-
-#: The most an account may hold. The read model's columns must hold any balance:
-#: PostgreSQL's numeric(16,2) holds less than 10**14, SQLite keeps text. A refund is
-#: never refused (it returns money that left the account), so refunds in flight may
-#: take a balance past this bound; the columns leave ten times as much room.
-MAX_BALANCE = Decimal("10000000000000.00")
 
 
 class ValueCopy:

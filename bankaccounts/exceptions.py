@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from uuid import UUID
+
+#: The most an account may hold. The read model's columns must hold any balance:
+#: PostgreSQL's numeric(16,2) holds less than 10**14, SQLite keeps text. A refund is
+#: never refused (it returns money that left the account), so refunds in flight may
+#: take a balance past this bound; the columns leave ten times as much room.
+MAX_BALANCE = Decimal("10000000000000.00")
+
+
+def _capitalized(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 class TransactionError(Exception):
@@ -21,6 +32,10 @@ class TransactionError(Exception):
     def __str__(self) -> str:
         """Says in words what went wrong."""
         return f"{self.reason}: account {self.account_id}"
+
+    def describe(self, label: str) -> str:
+        """Says in words what went wrong, naming the account by label."""
+        return str(self)
 
     def __repr__(self) -> str:
         """Shows the type and the account."""
@@ -42,25 +57,34 @@ class AccountClosedError(TransactionError):
 
     reason = "Account is closed"
 
+    def describe(self, label: str) -> str:
+        """'Alice's account is closed'."""
+        return f"{_capitalized(label)} is closed"
+
 
 class InsufficientFundsError(TransactionError):
     """The transaction would take the balance below the overdraft limit."""
 
     reason = "Insufficient funds"
 
+    def describe(self, label: str) -> str:
+        """'Insufficient funds in Alice's account'."""
+        return f"Insufficient funds in {label}"
+
 
 class BalanceLimitError(TransactionError):
     """The transaction would take the balance above the most an account may hold."""
 
     reason = "Balance limit reached"
-    #: domainmodel.MAX_BALANCE in words (kept equal by a test; this module imports
-    #: nothing of the domain's).
-    limit = "10,000,000,000,000.00"
 
     def __str__(self) -> str:
         """Says in words what went wrong."""
+        return self.describe(f"account {self.account_id}")
+
+    def describe(self, label: str) -> str:
+        """'Alice's account would hold more than 10,000,000,000,000.00, ...'."""
         return (
-            f"Account {self.account_id} would hold more than {self.limit}, "
+            f"{_capitalized(label)} would hold more than {MAX_BALANCE:,}, "
             "the most an account may hold"
         )
 
@@ -69,6 +93,10 @@ class AccountNotFoundError(TransactionError, LookupError):
     """No account has this id."""
 
     reason = "Account not found"
+
+    def describe(self, label: str) -> str:
+        """Names the id: an account that does not exist has no name."""
+        return f"Account {self.account_id} does not exist"
 
 
 class InvalidAmountError(ValueError):
@@ -91,6 +119,10 @@ class ProcessingError(TransactionError):
     """The bank failed to process the transaction (a fault, not the customer's)."""
 
     reason = "The bank could not process the transaction"
+
+    def describe(self, label: str) -> str:
+        """'The bank could not process this transaction on Alice's account'."""
+        return f"The bank could not process this transaction on {label}"
 
 
 class InvalidAccountNameError(ValueError):

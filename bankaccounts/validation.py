@@ -31,9 +31,9 @@ MAX_NAME_LENGTH = 100
 #: The one form of money as text (the OpenAPI schema shows it too).
 MONEY_PATTERN = r"^[0-9]+(\.[0-9]{1,2})?$"
 #: Digits of MAX_AMOUNT's whole part: more (after leading zeros) is too large.
-MAX_WHOLE_DIGITS = 13
+MAX_WHOLE_DIGITS = len(str(int(MAX_AMOUNT)))
 
-_PLAIN = re.compile(r"[0-9]+(?:\.[0-9]{1,2})?")
+_PLAIN = re.compile(MONEY_PATTERN)
 _SIGNED = re.compile(r"[-+][0-9]+(?:\.[0-9]+)?")
 _TOO_PRECISE = re.compile(r"[0-9]+\.[0-9]{3,}")
 # Spelled out, as static/money.js spells them: JavaScript's \s and Python's differ.
@@ -99,9 +99,9 @@ def _to_decimal(value: object, name: str, negative: str) -> Decimal:
         return ZERO  # 0E+999999 is zero, however large its exponent
     # adjusted() is the power of ten of the first digit: checked before any
     # arithmetic, which would overflow on Decimal("1e999999999999").
-    if value.adjusted() >= MAX_WHOLE_DIGITS or abs(value) > MAX_AMOUNT:
+    if value.adjusted() >= MAX_WHOLE_DIGITS:
         raise _refuse(name, TOO_LARGE)
-    return value
+    return value  # bounded exactly by the caller
 
 
 def _to_money(value: object, name: str, negative: str) -> Decimal:

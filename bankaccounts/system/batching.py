@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
@@ -20,6 +20,7 @@ from bankaccounts.system.followers import (
     FollowerRecorder,
     POPOFollowerRecorder,
 )
+from bankaccounts.system.postgres import PostgresFollowerRecorder
 from bankaccounts.system.sqlite import SQLiteFollowerRecorder
 
 if TYPE_CHECKING:
@@ -67,21 +68,25 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     pull_section_size = PAGE_SIZE
     recorder: FollowerRecorder
     _failing: dict[str, int] | None = None  # see _failures_on_record
+    #: The recorder of each store; the read model's application names its own.
+    popo_recorder: ClassVar[type[POPOFollowerRecorder]] = POPOFollowerRecorder
+    sqlite_recorder: ClassVar[type[SQLiteFollowerRecorder]] = SQLiteFollowerRecorder
+    postgres_recorder: ClassVar[type[PostgresFollowerRecorder]] = (
+        PostgresFollowerRecorder
+    )
 
     def construct_recorder(self) -> FollowerRecorder:
         """The library's process recorder with the page guard and failures record."""
         factory = self.factory
         recorder: FollowerRecorder
         if isinstance(factory, POPOFactory):
-            return POPOFollowerRecorder()
+            return self.popo_recorder()
         if isinstance(factory, SQLiteFactory):
-            recorder = SQLiteFollowerRecorder(factory.datastore)
+            recorder = self.sqlite_recorder(factory.datastore)
         elif isinstance(factory, PostgresFactory):
             # Table names as the library's factory makes them.
-            from bankaccounts.system.postgres import PostgresFollowerRecorder
-
             prefix = self.name.lower()
-            recorder = PostgresFollowerRecorder(
+            recorder = self.postgres_recorder(
                 factory.datastore,
                 events_table_name=f"{prefix}_events",
                 tracking_table_name=f"{prefix}_tracking",

@@ -11,26 +11,14 @@ from eventsourcing.persistence import IntegrityError
 
 from bankaccounts.domainmodel import ValueCopy
 from bankaccounts.exceptions import CommandConflictError, InvalidTransferError
-from bankaccounts.ids import (
-    IDEMPOTENCY_KEY_PATTERN,
-    check_idempotency_key,
-    command_id_for_key,
-)
+from bankaccounts.ids import command_id_for_key
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.validation import to_account_id, to_amount
 
 if TYPE_CHECKING:
     from decimal import Decimal
 
-__all__ = [
-    "IDEMPOTENCY_KEY_PATTERN",
-    "Command",
-    "Commands",
-    "DepositFundsCommand",
-    "TransferFundsCommand",
-    "WithdrawFundsCommand",
-    "check_idempotency_key",
-]
+    from bankaccounts.system.readmodel import TransactionKind
 
 
 class Command(ValueCopy, Aggregate):
@@ -84,6 +72,14 @@ class TransferFundsCommand(Command):
         self.debit_account_id = debit_account_id
         self.credit_account_id = credit_account_id
         self.amount = amount
+
+
+#: The kind of transaction each command asks for, as clients see it.
+COMMAND_KINDS: dict[type[Command], TransactionKind] = {
+    DepositFundsCommand: "deposit",
+    WithdrawFundsCommand: "withdrawal",
+    TransferFundsCommand: "transfer",
+}
 
 
 class Commands(BankApplication):

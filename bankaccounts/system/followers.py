@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 #: event: recorded before the last event's, it is refused unless the recorded
 #: position is below the page.
 PAGE_START = "page_start"
+#: The failures table's columns, in FollowerFailure's order (both stores' tables).
+FAILURE_COLUMNS = (
+    "upstream, position, event, error, attempts, first_failed_at, last_failed_at"
+)
 
 
 @dataclass(frozen=True)

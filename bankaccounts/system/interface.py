@@ -8,21 +8,12 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.dispatch import singledispatchmethod
-from eventsourcing.popo import POPOFactory
-from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount
-from bankaccounts.exceptions import (
-    AccountClosedError,
-    AccountNotFoundError,
-    BalanceLimitError,
-    InsufficientFundsError,
-    ProcessingError,
-    TransactionError,
-)
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
+from bankaccounts.system.postgres import PostgresReadModelRecorder
 from bankaccounts.system.readmodel import (
     AccountView,
     FeedMessage,
@@ -49,6 +40,9 @@ if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
     from eventsourcing.persistence import Recording
 
+    from bankaccounts.exceptions import (
+        TransactionError,
+    )
     from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
 
 logger = logging.getLogger(__name__)
@@ -88,6 +82,10 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     name = "Interface"
     topics = _topics()
+    # Process recorders that also write the read model, in each store.
+    popo_recorder = POPOReadModelRecorder
+    sqlite_recorder = SQLiteReadModelRecorder
+    postgres_recorder = PostgresReadModelRecorder
 
     def __init__(self, env: Any = None) -> None:
         """Starts with no feed listeners."""
@@ -99,34 +97,6 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     def view(self) -> ReadModelRecorder:
         """The read model: accounts, transactions and the feed."""
         return cast("ReadModelRecorder", self.recorder)
-
-    def construct_recorder(self) -> ReadModelRecorder:
-        """A process recorder that also writes the read model."""
-        factory = self.factory
-        recorder: ReadModelRecorder
-        if isinstance(factory, POPOFactory):
-            return POPOReadModelRecorder()
-        if isinstance(factory, SQLiteFactory):
-            recorder = SQLiteReadModelRecorder(factory.datastore)
-            if factory.env_create_table():
-                recorder.create_table()
-            return recorder
-        from eventsourcing.postgres import PostgresFactory
-
-        from bankaccounts.system.postgres import PostgresReadModelRecorder
-
-        if isinstance(factory, PostgresFactory):
-            prefix = self.name.lower()
-            recorder = PostgresReadModelRecorder(
-                factory.datastore,
-                events_table_name=f"{prefix}_events",
-                tracking_table_name=f"{prefix}_tracking",
-            )
-            if factory.env_create_table():
-                recorder.create_table()
-            return recorder
-        msg = f"No read model recorder for {type(factory).__name__}"
-        raise NotImplementedError(msg)
 
     def add_feed_listener(
         self, listener: Callable[[Sequence[FeedMessage]], None]
@@ -161,20 +131,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         """Says in words what went wrong, naming the account as people know it."""
         account = self._get_account(processing_event, error.account_id)
         label = account.label if account else f"account {str(error.account_id)[:8]}"
-        if isinstance(error, InsufficientFundsError):
-            return f"Insufficient funds in {label}"
-        if isinstance(error, AccountClosedError):
-            return f"{label[0].upper()}{label[1:]} is closed"
-        if isinstance(error, AccountNotFoundError):
-            return f"Account {error.account_id} does not exist"
-        if isinstance(error, BalanceLimitError):
-            return (
-                f"{label[0].upper()}{label[1:]} would hold more than "
-                f"{error.limit}, the most an account may hold"
-            )
-        if isinstance(error, ProcessingError):
-            return f"The bank could not process this transaction on {label}"
-        return str(error)
+        return error.describe(label)
 
     @singledispatchmethod
     def policy(

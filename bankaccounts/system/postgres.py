@@ -19,6 +19,7 @@ from psycopg.sql import SQL, Composed, Identifier
 from bankaccounts.heartbeat import workers_table_statement
 from bankaccounts.metrics import RECONNECTS
 from bankaccounts.system.followers import (
+    FAILURE_COLUMNS,
     PAGE_START,
     FollowerFailure,
     FollowerRecorder,
@@ -53,11 +54,6 @@ ACCOUNT_COLUMNS = "id, name, balance, overdraft_limit, is_closed, opened_at, upd
 TRANSACTION_COLUMNS = (
     "id, kind, debit_account_id, credit_account_id, amount, status, error, "
     "created_at, updated_at"
-)
-
-
-FAILURE_COLUMNS = (
-    "upstream, position, event, error, attempts, first_failed_at, last_failed_at"
 )
 
 

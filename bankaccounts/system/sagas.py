@@ -15,7 +15,7 @@ from bankaccounts.ids import ABORTED_TRANSACTIONS, REFUNDS, derived_id
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import (
-    Command,
+    COMMAND_KINDS,
     DepositFundsCommand,
     TransferFundsCommand,
     WithdrawFundsCommand,
@@ -192,11 +192,9 @@ class AbortedTransaction(ValueCopy, Aggregate):
         self.reason = reason
 
 
-#: The kind of transaction each command asks for, as clients see it.
-COMMAND_KINDS: dict[type[Command], str] = {
-    DepositFundsCommand: "deposit",
-    WithdrawFundsCommand: "withdrawal",
-    TransferFundsCommand: "transfer",
+#: The kind of transaction a command's Created event asks for.
+KIND_OF_COMMAND_CREATED: dict[type[Any], str] = {
+    cls.Created: kind for cls, kind in COMMAND_KINDS.items()
 }
 
 
@@ -223,8 +221,7 @@ class Sagas(BankApplication, BatchProcessApplication):
         Other events report what Accounts did: their right outcome is unknown, so
         the follower stops at them (and says so) rather than guess.
         """
-        kinds = {cls.Created: kind for cls, kind in COMMAND_KINDS.items()}
-        kind = kinds.get(type(domain_event))
+        kind = KIND_OF_COMMAND_CREATED.get(type(domain_event))
         if kind is None:
             return None
         return [

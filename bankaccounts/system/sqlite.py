@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteProcessRecorder
 
 from bankaccounts.system.followers import (
+    FAILURE_COLUMNS,
     PAGE_START,
     FollowerFailure,
     FollowerRecorder,
@@ -31,10 +32,6 @@ if TYPE_CHECKING:
     from eventsourcing.sqlite import SQLiteCursor, SQLiteDatastore
 
     from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
-
-FAILURE_COLUMNS = (
-    "upstream, position, event, error, attempts, first_failed_at, last_failed_at"
-)
 
 
 #: The view's tables: what rebuild-read-model drops and makes again.

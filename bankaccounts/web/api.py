@@ -33,16 +33,11 @@ from starlette.concurrency import run_in_threadpool
 
 from bankaccounts.bootstrap import Bank
 from bankaccounts.exceptions import AccountClosedError, AccountNotFoundError
+from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
 from bankaccounts.logs import request_id
 from bankaccounts.metrics import COMMANDS_RECORDED
-from bankaccounts.system.commands import (
-    IDEMPOTENCY_KEY_PATTERN,
-    Command,
-    DepositFundsCommand,
-    TransferFundsCommand,
-    WithdrawFundsCommand,
-    check_idempotency_key,
-)
+from bankaccounts.system.commands import COMMAND_KINDS
+from bankaccounts.system.readmodel import TransactionView
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.schemas import (
     AccountIn,
@@ -404,30 +399,19 @@ def transaction_status(bank: Bank, transaction_id: UUID) -> dict[str, Any] | Non
     command = bank.commands.get_command(transaction_id)
     if command is None:
         return None
-    # Recorded, not yet in the read model: the same shape, from the request.
-    accounts = command.arguments()
-    return {
-        "id": str(transaction_id),
-        "kind": COMMAND_KINDS[type(command)],
-        "debit_account_id": _str_or_none(accounts.get("debit_account_id")),
-        "credit_account_id": _str_or_none(accounts.get("credit_account_id")),
-        "amount": str(accounts["amount"]),
-        "status": "pending",
-        "error": None,
-        "created_at": command.created_on.isoformat(),
-        "updated_at": command.modified_on.isoformat(),
-    }
-
-
-COMMAND_KINDS: dict[type[Command], str] = {
-    DepositFundsCommand: "deposit",
-    WithdrawFundsCommand: "withdrawal",
-    TransferFundsCommand: "transfer",
-}
-
-
-def _str_or_none(value: object) -> str | None:
-    return None if value is None else str(value)
+    # Recorded, not yet in the read model: the read model's shape, from the request.
+    arguments = command.arguments()
+    return TransactionView(
+        id=transaction_id,
+        kind=COMMAND_KINDS[type(command)],
+        debit_account_id=arguments.get("debit_account_id"),
+        credit_account_id=arguments.get("credit_account_id"),
+        amount=arguments["amount"],
+        status="pending",
+        error=None,
+        created_at=command.created_on,
+        updated_at=command.modified_on,
+    ).to_json()
 
 
 async def _command(

@@ -255,6 +255,7 @@ class BodySizeLimitMiddleware:
         declared = header(scope, b"content-length")
         if (
             declared is not None
+            and declared.strip().isascii()
             and declared.strip().isdigit()
             and int(declared) > self.max_bytes
         ):

@@ -32,7 +32,11 @@ from bankaccounts.web.schemas import (
     load_json,
     to_request_id,
 )
-from bankaccounts.web.security import AllowedHosts, origin_matches_host
+from bankaccounts.web.security import (
+    WEBSOCKET_POLICY_VIOLATION,
+    AllowedHosts,
+    origin_matches_host,
+)
 
 if TYPE_CHECKING:
     from uuid import UUID
@@ -42,7 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 #: The largest message read (a real request is about 200 bytes); uvicorn's
 #: ws_max_size should be no larger, so that it is not buffered first.
@@ -69,12 +72,12 @@ async def feed_socket(websocket: WebSocket) -> None:
     bank: Bank = websocket.app.state.bank
     hub: FeedHub = websocket.app.state.hub
     if not is_same_origin(websocket):
-        await websocket.close(code=POLICY_VIOLATION, reason="cross-origin")
+        await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason="cross-origin")
         return
     after_text = websocket.query_params.get("after", "0")
     if not _POSITION.fullmatch(after_text):
         reason = "after must be a feed position: 0 or more, in digits"
-        await websocket.close(code=POLICY_VIOLATION, reason=reason)
+        await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason=reason)
         return
     after = int(after_text)
     await websocket.accept()
