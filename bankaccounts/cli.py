@@ -396,6 +396,12 @@ def run_worker(
     os.environ.setdefault("PGAPPNAME", f"bankaccounts worker {name}")
     for variable, value in WORKER_POOL.items():
         os.environ.setdefault(variable, value)
+
+    def leave(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)  # asked to stop before there is a worker to stop
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
     try:
         env = distributed_env(os.environ)
         check_postgres(
