@@ -32,7 +32,12 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from eventsourcing.domain import DomainEventProtocol
-    from eventsourcing.persistence import Notification, StoredEvent
+    from eventsourcing.persistence import (
+        InfrastructureFactory,
+        Notification,
+        StoredEvent,
+    )
+    from eventsourcing.utils import Environment
 
     from bankaccounts.storedevents import Position
 
@@ -114,6 +119,19 @@ class BankApplication(Application[UUID]):
         "AGGREGATE_CACHE_FASTFORWARD": "n",
     }
     log_section_size = PAGE_SIZE  # a follower may pull up to this many events at once
+
+    def construct_factory(self, env: Environment) -> InfrastructureFactory[Any]:
+        """The library's factory; on MySQL or MariaDB, with recorders in commit order.
+
+        The eventsourcing-sqlalchemy plugin orders commits on PostgreSQL only (see
+        bankaccounts/mysql.py); its URL's dialect alone switches the guard on.
+        """
+        factory = super().construct_factory(env)
+        if type(factory).__module__.startswith("eventsourcing_sqlalchemy"):
+            from bankaccounts.mysql import use_mysql_recorders
+
+            use_mysql_recorders(factory)
+        return factory
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         """Adds the transaction errors to the library's transcodings."""

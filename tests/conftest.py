@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 import psycopg
+import pymysql
 import pytest
 from psycopg import sql
 
@@ -93,6 +95,89 @@ def postgres_env(postgres_server: dict[str, str]) -> Iterator[dict[str, str]]:
         )
 
 
+def mariadb_settings() -> dict[str, str]:
+    """Where the MariaDB (or MySQL) server is: MARIADB_* variables, or the defaults."""
+    return {
+        "host": os.environ.get("MARIADB_HOST", "127.0.0.1"),
+        "port": os.environ.get("MARIADB_PORT", "3306"),
+        "user": os.environ.get("MARIADB_USER", "root"),
+        "password": os.environ.get("MARIADB_PASSWORD", ""),
+    }
+
+
+def mariadb_is_required() -> bool:
+    """CI sets BANKACCOUNTS_REQUIRE_MARIADB, so an absent server fails the run."""
+    value = os.environ.get("BANKACCOUNTS_REQUIRE_MARIADB", "")
+    return value.strip().lower() in TRUE_VALUES
+
+
+def mariadb_url(settings: dict[str, str], database: str) -> str:
+    """The plugin's SQLALCHEMY_URL for a database on the server."""
+    return (
+        f"mysql+pymysql://{settings['user']}:{settings['password']}@"
+        f"{settings['host']}:{settings['port']}/{database}"
+    )
+
+
+def mariadb_connect(settings: dict[str, str]) -> pymysql.connections.Connection[Any]:
+    """An autocommit connection to the server, in no database."""
+    return pymysql.connect(
+        host=settings["host"],
+        port=int(settings["port"]),
+        user=settings["user"],
+        password=settings["password"],
+        connect_timeout=3,
+        autocommit=True,
+    )
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> dict[str, str]:
+    """The server's settings, once it has answered (checked once a run)."""
+    settings = mariadb_settings()
+    try:
+        mariadb_connect(settings).close()
+    except pymysql.Error as error:
+        where = f"{settings['user']}@{settings['host']}:{settings['port']}"
+        msg = f"MariaDB is not reachable at {where}: {error}"
+        if mariadb_is_required():
+            pytest.fail(f"{msg} (BANKACCOUNTS_REQUIRE_MARIADB is set)")
+        pytest.skip(msg)
+    return settings
+
+
+@pytest.fixture
+def mariadb_env(mariadb_server: dict[str, str]) -> Iterator[dict[str, str]]:
+    """Environment for the applications, in a fresh database of its own, dropped after.
+
+    Every application in the one database, as the plugin prefixes its tables with
+    the application's name.
+    """
+    database = f"test_{uuid4().hex[:16]}"
+    connection = mariadb_connect(mariadb_server)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4")
+        yield {
+            "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+            "SQLALCHEMY_URL": mariadb_url(mariadb_server, database),
+        }
+        with connection.cursor() as cursor:
+            # Pools of applications the test left open would hold the database
+            # (and the server's connections): end them, then drop it.
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db=%s "
+                "AND id<>CONNECTION_ID()",
+                (database,),
+            )
+            for (thread_id,) in cursor.fetchall():
+                with contextlib.suppress(pymysql.Error):
+                    cursor.execute(f"KILL {int(thread_id)}")
+            cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    finally:
+        connection.close()
+
+
 @pytest.fixture
 def sqlite_env(tmp_path: Path) -> dict[str, str]:
     """Environment that gives each application its own SQLite file under tmp_path."""
@@ -109,10 +194,15 @@ def system_application_names() -> list[str]:
 
 
 @pytest.fixture(
-    params=["popo", "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+    params=[
+        "popo",
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
 )
 def persistence_env(request: pytest.FixtureRequest) -> dict[str, str]:
-    """The environment for each persistence module in turn: POPO, SQLite, PostgreSQL."""
+    """The environment for each store in turn: POPO, SQLite, PostgreSQL, MariaDB."""
     if request.param == "popo":
         return dict(POPO_ENV)
     env: dict[str, str] = request.getfixturevalue(f"{request.param}_env")
