@@ -31,9 +31,23 @@ if TYPE_CHECKING:
     from bankaccounts.system.readmodel import FeedMessage
 
 
-RUNNERS: dict[str, type[Runner[Any]]] = {
+
+
+def _ray_runner(system: BankAccountSystem, env: Mapping[str, str]) -> Runner[Any]:
+    """The system on Ray actors (imported here: Ray is an optional extra)."""
+    try:
+        from bankaccounts.deploy.ray import RayRunner
+    except ImportError as error:
+        msg = f'the ray runner needs Ray: pip install "bankaccounts[ray]" ({error})'
+        raise ValueError(msg) from None
+    return RayRunner(system, env=dict(env))
+
+
+# Runner classes, or factories of runners with the same arguments.
+RUNNERS: dict[str, Callable[[BankAccountSystem, Mapping[str, str]], Runner[Any]]] = {
     "single": SingleThreadedRunner,
     "multi": MultiThreadedRunner,
+    "ray": _ray_runner,
 }
 APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
 DEFAULT_DATA_DIR = "bankaccounts-data"
@@ -118,7 +132,7 @@ class Bank:
         self.env = dict(env or {})
         if catch_up_interval is None:
             catch_up_interval = interval_from_environment({**os.environ, **self.env})
-        self.runner: Runner[Any] = RUNNERS[runner](BankAccountSystem(), env=self.env)
+        self.runner: Runner[Any] = RUNNERS[runner](BankAccountSystem(), self.env)
         # Work recorded but not processed before a crash is carried out on start,
         # not when the next command happens to arrive.
         self.catch_up = CatchUp(self.runner, catch_up_interval)

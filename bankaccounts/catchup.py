@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.system import (
@@ -59,17 +59,28 @@ class CatchUp:
     """Prompts a runner's followers to catch up, now and every interval seconds."""
 
     def __init__(self, runner: Runner[Any], interval: float = DEFAULT_INTERVAL):
-        """Prompts for runner (a SingleThreadedRunner or a MultiThreadedRunner)."""
-        if not isinstance(runner, SingleThreadedRunner | MultiThreadedRunner):
+        """Prompts for runner (a SingleThreadedRunner or a MultiThreadedRunner).
+
+        A runner whose followers catch up by themselves (`catches_up_itself`, the
+        RayRunner's actors) is left alone: start() and stop() do nothing.
+        """
+        self.enabled = not getattr(runner, "catches_up_itself", False)
+        if self.enabled and not isinstance(
+            runner, SingleThreadedRunner | MultiThreadedRunner
+        ):
             msg = f"cannot prompt the followers of a {type(runner).__name__}"
             raise TypeError(msg)
-        self.runner = runner
+        self.runner = cast(
+            "SingleThreadedRunner[Any] | MultiThreadedRunner[Any]", runner
+        )
         self.interval = interval
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Starts the thread, which catches up at once, then at the interval."""
+        if not self.enabled:
+            return
         self._stopping.clear()
         self._thread = threading.Thread(
             target=self._run, name="bankaccounts-catch-up", daemon=True

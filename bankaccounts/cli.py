@@ -71,9 +71,11 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
         add_data_dir(serve)
         serve.add_argument(
             "--runner",
-            choices=["single", "multi"],
+            choices=["single", "multi", "ray"],
             default=env("RUNNER", "single"),
-            help="the library's SingleThreadedRunner or MultiThreadedRunner",
+            help="the library's SingleThreadedRunner or MultiThreadedRunner, or "
+            "ray: each application in a Ray actor (a local Ray, or the cluster in "
+            "RAY_ADDRESS; needs the ray extra)",
         )
         serve.add_argument(
             "--allowed-hosts",

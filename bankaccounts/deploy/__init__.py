@@ -1,0 +1,1 @@
+"""Ways of running the system besides the library's own runners (Ray actors)."""
