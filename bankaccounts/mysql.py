@@ -95,7 +95,7 @@ class MySQLApplicationRecorder(SQLAlchemyApplicationRecorder):
 
 
 def lock_application(session: Session, name: str) -> None:
-    """Locks the application's row (made first if missing) until the transaction ends."""
+    """Locks the application's row (made if missing) until the transaction ends."""
     statement = text(f"SELECT name FROM {LOCK_TABLE} WHERE name=:name FOR UPDATE")
     params = {"name": name}
     if session.execute(statement, params).first() is None:

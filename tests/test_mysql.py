@@ -1,0 +1,239 @@
+"""MariaDB through the SQLAlchemy plugin: commit order, tracking, chosen by the URL.
+
+A follower reads "after position N", so no row may commit after a row with a higher
+id. The first test shows InnoDB doing just that without the guard (bankaccounts/
+mysql.py); the others show the guard holding with concurrent writers.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+from uuid import uuid4
+
+import pytest
+from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
+from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
+from sqlalchemy import text
+
+from bankaccounts.mysql import MySQLApplicationRecorder, MySQLProcessRecorder
+from bankaccounts.simpleapplication import SimpleBankAccountApplication
+from tests.waiting import wait_for
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+pytestmark = pytest.mark.mariadb
+
+WRITERS = 4
+EVENTS_PER_WRITER = 150
+
+
+class UnguardedRecorder(MySQLApplicationRecorder):
+    """The plugin's behaviour on MySQL: no lock before the insert."""
+
+    guard_commit_order = False
+
+
+@pytest.fixture
+def datastore(mariadb_env: dict[str, str]) -> Iterator[SQLAlchemyDatastore]:
+    datastore = SQLAlchemyDatastore(url=mariadb_env["SQLALCHEMY_URL"])
+    yield datastore
+    assert datastore.engine is not None
+    datastore.engine.dispose()
+
+
+def make_recorder(
+    datastore: SQLAlchemyDatastore, cls: type[MySQLApplicationRecorder]
+) -> MySQLApplicationRecorder:
+    recorder = cls(datastore, events_table_name=f"order{uuid4().hex[:8]}_events")
+    recorder.create_table()
+    return recorder
+
+
+def event() -> StoredEvent:
+    return StoredEvent(uuid4(), 1, "topic", b"{}")
+
+
+class Follower:
+    """Reads after its position, as a process application does."""
+
+    def __init__(self, recorder: MySQLApplicationRecorder) -> None:
+        self.recorder = recorder
+        self.position = 0
+        self.seen: list[int] = []
+
+    def pull(self) -> list[int]:
+        notifications = self.recorder.select_notifications(
+            self.position, 1000, inclusive_of_start=False
+        )
+        ids = [n.id for n in notifications]
+        self.seen.extend(ids)
+        if ids:
+            self.position = ids[-1]
+        return ids
+
+
+class OpenWrite:
+    """A write whose transaction stays open until released (in a thread of its own)."""
+
+    def __init__(self, recorder: MySQLApplicationRecorder) -> None:
+        self.recorder = recorder
+        self.inserted = threading.Event()
+        self.release = threading.Event()
+        self.ids: list[int] = []
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        with self.recorder.transaction(commit=True) as session:
+            self.ids = list(
+                self.recorder._insert_stored_events(session, [event()]) or []
+            )
+            self.inserted.set()
+            self.release.wait(30)
+
+    def commit(self) -> None:
+        self.release.set()
+        self.thread.join(30)
+
+
+def lock_waits(datastore: SQLAlchemyDatastore) -> int:
+    """Connections of this database waiting in the lock table's SELECT ... FOR UPDATE.
+
+    The process list, not innodb_trx: InnoDB caches that table for as long as it is
+    read every 0.1 s, so polling it would never see the wait begin.
+    """
+    assert datastore.engine is not None
+    with datastore.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT COUNT(*) FROM information_schema.processlist "
+                    "WHERE db=DATABASE() AND command='Query' "
+                    "AND info LIKE 'SELECT name FROM bankaccounts_write_locks%'"
+                )
+            ).scalar_one()
+        )
+
+
+def test_without_the_guard_a_follower_skips_an_event_committed_late(
+    datastore: SQLAlchemyDatastore,
+) -> None:
+    recorder = make_recorder(datastore, UnguardedRecorder)
+    follower = Follower(recorder)
+    first = OpenWrite(recorder)
+    assert first.inserted.wait(10)
+    second = recorder.insert_events([event()])  # takes a higher id, commits first
+    assert second is not None
+    assert list(second) > first.ids
+    assert follower.pull() == list(second)
+    first.commit()
+    follower.pull()
+    # The first event is stored, under the position the follower has passed.
+    assert recorder.max_notification_id() == second[0]
+    assert first.ids[0] not in follower.seen
+
+
+def test_with_the_guard_a_second_writer_waits_for_the_first_to_commit(
+    datastore: SQLAlchemyDatastore,
+) -> None:
+    recorder = make_recorder(datastore, MySQLApplicationRecorder)
+    follower = Follower(recorder)
+    first = OpenWrite(recorder)
+    assert first.inserted.wait(10)
+    second_ids: list[int] = []
+    second = threading.Thread(
+        target=lambda: second_ids.extend(recorder.insert_events([event()]) or [])
+    )
+    second.start()
+    wait_for(lambda: lock_waits(datastore) == 1, message="the second writer waits")
+    assert follower.pull() == []
+    first.commit()
+    second.join(30)
+    follower.pull()
+    assert follower.seen == [*first.ids, *second_ids]
+    assert follower.seen == sorted(follower.seen)
+
+
+def test_writers_of_another_application_do_not_wait(
+    datastore: SQLAlchemyDatastore,
+) -> None:
+    recorder = make_recorder(datastore, MySQLApplicationRecorder)
+    other = make_recorder(datastore, MySQLApplicationRecorder)
+    first = OpenWrite(recorder)
+    assert first.inserted.wait(10)
+    try:
+        assert other.insert_events([event()]) == [1]
+    finally:
+        first.commit()
+
+
+def test_a_follower_sees_every_event_once_with_concurrent_writers(
+    datastore: SQLAlchemyDatastore,
+) -> None:
+    recorder = make_recorder(datastore, MySQLApplicationRecorder)
+    follower = Follower(recorder)
+    written: list[int] = []
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+
+    def write() -> None:
+        try:
+            for _ in range(EVENTS_PER_WRITER):
+                ids = recorder.insert_events([event()]) or []
+                with lock:
+                    written.extend(ids)
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    writers = [threading.Thread(target=write) for _ in range(WRITERS)]
+    for writer in writers:
+        writer.start()
+    while any(writer.is_alive() for writer in writers):
+        follower.pull()
+    follower.pull()
+    assert errors == []
+    assert len(written) == WRITERS * EVENTS_PER_WRITER
+    assert follower.seen == sorted(written)  # each once, none skipped, in order
+
+
+def test_the_tracking_record_refuses_a_position_another_instance_recorded(
+    datastore: SQLAlchemyDatastore,
+) -> None:
+    name = f"f{uuid4().hex[:8]}"
+    recorder = MySQLProcessRecorder(
+        datastore,
+        events_table_name=f"{name}_events",
+        tracking_table_name=f"{name}_tracking",
+    )
+    recorder.create_table()
+    recorder.insert_events([event()], tracking=Tracking("Upstream", 4))
+    # A second instance, whose transaction's snapshot was taken before the first
+    # instance recorded position 5, still sees it: the plugin's consistent read
+    # would not, and both would record the same events.
+    with recorder.transaction(commit=True) as session:
+        assert recorder.max_tracking_id("Upstream") == 4  # the snapshot
+        first = threading.Thread(
+            target=recorder.insert_events,
+            args=([event()],),
+            kwargs={"tracking": Tracking("Upstream", 5)},
+        )
+        first.start()
+        first.join(30)
+        assert recorder.max_tracking_id("Upstream") == 4  # still the snapshot
+        with pytest.raises(IntegrityError):
+            recorder._insert_tracking(session, Tracking("Upstream", 5))
+    with pytest.raises(IntegrityError):
+        recorder.insert_events([event()], tracking=Tracking("Upstream", 3))
+    recorder.insert_events([event()], tracking=Tracking("Upstream", 6))
+    assert recorder.max_tracking_id("Upstream") == 6
+
+
+def test_the_guard_is_chosen_by_the_url_alone(mariadb_env: dict[str, str]) -> None:
+    app: Any = SimpleBankAccountApplication(env=mariadb_env)
+    try:
+        assert isinstance(app.recorder, MySQLApplicationRecorder)
+        assert app.recorder.guard_commit_order
+    finally:
+        app.close()
