@@ -128,9 +128,9 @@ class BankApplication(Application[UUID]):
         """
         factory = super().construct_factory(env)
         if type(factory).__module__.startswith("eventsourcing_sqlalchemy"):
-            from bankaccounts.mysql import use_mysql_recorders
+            from bankaccounts.mysql import mysql_factory
 
-            use_mysql_recorders(factory)
+            return mysql_factory(factory)
         return factory
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:

@@ -15,25 +15,33 @@ do not wait for each other. The tracking record of a process application is read
 with a locking read as well: the plugin's consistent read would let two instances of
 a follower both record the same position.
 
-Chosen by the configuration alone: BankApplication.construct_factory calls
-use_mysql_recorders() for the plugin's factory, which does something only when
-SQLALCHEMY_URL names a MySQL or MariaDB database.
+Chosen by the configuration alone: BankApplication.construct_factory passes the
+plugin's factory to mysql_factory(), which replaces it only when SQLALCHEMY_URL names
+a MySQL or MariaDB database.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from eventsourcing.persistence import IntegrityError
+import sqlalchemy.exc
+from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore, exception_classes
+from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import (
     SQLAlchemyApplicationRecorder,
     SQLAlchemyProcessRecorder,
 )
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import Engine, insert, select, text, update
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from contextlib import AbstractContextManager
+
     from eventsourcing.persistence import InfrastructureFactory, Tracking
-    from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
+    from eventsourcing.utils import Environment
+    from sqlalchemy import Connection
     from sqlalchemy.orm import Session
 
 #: The SQLAlchemy dialects of MySQL and MariaDB.
@@ -52,13 +60,44 @@ def is_mysql(datastore: SQLAlchemyDatastore) -> bool:
     return engine is not None and engine.dialect.name in MYSQL_DIALECTS
 
 
-def use_mysql_recorders(factory: InfrastructureFactory[Any]) -> None:
-    """Gives the plugin's factory the guarded recorders, if its URL is MySQL's."""
+def mysql_factory(factory: InfrastructureFactory[Any]) -> InfrastructureFactory[Any]:
+    """The plugin's factory, or, if its URL is MySQL's, one with guarded recorders."""
     datastore = getattr(factory, "datastore", None)
     if datastore is None or not is_mysql(datastore):
-        return
-    factory.application_recorder_class = MySQLApplicationRecorder  # type: ignore[attr-defined]
-    factory.process_recorder_class = MySQLProcessRecorder  # type: ignore[attr-defined]
+        return factory
+    datastore.engine.dispose()  # made but never connected: replaced below
+    return MySQLFactory(factory.env)
+
+
+class MySQLDatastore(SQLAlchemyDatastore):
+    """The plugin's datastore, whose pool checks a connection before handing it out.
+
+    After a server restart, or a connection the server ended (wait_timeout), the
+    pool would otherwise hand out a dead connection and the write would fail once.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        """Pings on checkout; renews connections older than an hour."""
+        kwargs.setdefault("pool_pre_ping", True)
+        kwargs.setdefault("pool_recycle", 3600)
+        super().__init__(**kwargs)
+
+
+class MySQLFactory(SQLAlchemyFactory):
+    """The plugin's factory with the recorders below; close() ends its connections."""
+
+    datastore_class = MySQLDatastore
+
+    def __init__(self, env: Environment) -> None:
+        """As the plugin's, with this module's recorder classes."""
+        super().__init__(env)
+        self.application_recorder_class = MySQLApplicationRecorder
+        self.process_recorder_class = MySQLProcessRecorder
+
+    def close(self) -> None:
+        """Closes the pool's connections (the plugin's factory leaves them open)."""
+        if isinstance(self.datastore.engine, Engine):
+            self.datastore.engine.dispose()
 
 
 class MySQLApplicationRecorder(SQLAlchemyApplicationRecorder):
@@ -77,8 +116,7 @@ class MySQLApplicationRecorder(SQLAlchemyApplicationRecorder):
     def create_table(self) -> None:
         """The plugin's tables, and the lock table with this application's row."""
         super().create_table()
-        assert self.datastore.engine is not None
-        with self.datastore.engine.begin() as connection:
+        with begin(self.datastore) as connection:
             connection.execute(text(LOCK_TABLE_STATEMENT))
             connection.execute(
                 text(f"INSERT IGNORE INTO {LOCK_TABLE} (name) VALUES (:name)"),
@@ -92,6 +130,30 @@ class MySQLApplicationRecorder(SQLAlchemyApplicationRecorder):
     def lock_application(self, session: Session) -> None:
         """Waits for, then holds until commit, the right to write this application."""
         lock_application(session, self.lock_name)
+
+
+def begin(datastore: SQLAlchemyDatastore) -> AbstractContextManager[Connection]:
+    """A connection of the datastore's engine in a transaction, committed at the end."""
+    engine = datastore.engine
+    assert isinstance(engine, Engine), "the plugin makes an engine from the URL"
+    return engine.begin()
+
+
+@contextmanager
+def connect(datastore: SQLAlchemyDatastore) -> Iterator[Connection]:
+    """A connection of the datastore's pool, given back at the end.
+
+    The plugin's get_connection() never closes what it opens. Database errors come
+    out as the library's (OperationalError, ...), as from the plugin's transactions.
+    """
+    engine = datastore.engine
+    assert isinstance(engine, Engine), "the plugin makes an engine from the URL"
+    try:
+        with engine.connect() as connection:
+            yield connection
+    except sqlalchemy.exc.DBAPIError as error:
+        library_error = exception_classes.get(type(error).__name__, PersistenceError)
+        raise library_error(error) from error
 
 
 def lock_application(session: Session, name: str) -> None:

@@ -13,15 +13,20 @@ from uuid import uuid4
 
 import pytest
 from eventsourcing.persistence import IntegrityError, StoredEvent, Tracking
-from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 from sqlalchemy import text
 
-from bankaccounts.mysql import MySQLApplicationRecorder, MySQLProcessRecorder
+from bankaccounts.mysql import (
+    MySQLApplicationRecorder,
+    MySQLDatastore,
+    MySQLProcessRecorder,
+)
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 
 pytestmark = pytest.mark.mariadb
 
@@ -37,7 +42,7 @@ class UnguardedRecorder(MySQLApplicationRecorder):
 
 @pytest.fixture
 def datastore(mariadb_env: dict[str, str]) -> Iterator[SQLAlchemyDatastore]:
-    datastore = SQLAlchemyDatastore(url=mariadb_env["SQLALCHEMY_URL"])
+    datastore = MySQLDatastore(url=mariadb_env["SQLALCHEMY_URL"])
     yield datastore
     assert datastore.engine is not None
     datastore.engine.dispose()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, ClassVar
+import sys
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
@@ -12,6 +13,7 @@ from eventsourcing.popo import POPOFactory
 from eventsourcing.postgres import PostgresFactory
 from eventsourcing.sqlite import SQLiteFactory
 from eventsourcing.system import ProcessApplication
+from eventsourcing.utils import resolve_topic
 
 from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.metrics import EVENTS_PROCESSED, PAGES_PROCESSED
@@ -32,6 +34,15 @@ if TYPE_CHECKING:
 Job = tuple["DomainEventProtocol[UUID]", "Tracking"]
 
 logger = logging.getLogger(__name__)
+
+
+def _is_mysql_factory(factory: object) -> bool:
+    """True for bankaccounts.mysql's factory (the plugin is an optional extra)."""
+    if "eventsourcing_sqlalchemy" not in sys.modules:
+        return False  # then the factory cannot be one
+    from bankaccounts.mysql import MySQLFactory
+
+    return isinstance(factory, MySQLFactory)
 
 
 class UnprocessableEventError(Exception):
@@ -74,6 +85,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     postgres_recorder: ClassVar[type[PostgresFollowerRecorder]] = (
         PostgresFollowerRecorder
     )
+    #: A topic: the MySQL recorders need the optional `mysql` extra.
+    mysql_recorder: ClassVar[str] = "bankaccounts.system.mysql:MySQLFollowerRecorder"
 
     def construct_recorder(self) -> FollowerRecorder:
         """The library's process recorder with the page guard and failures record."""
@@ -91,12 +104,28 @@ class BatchProcessApplication(ProcessApplication[UUID]):
                 events_table_name=f"{prefix}_events",
                 tracking_table_name=f"{prefix}_tracking",
             )
+        elif _is_mysql_factory(factory):
+            return self._mysql_recorder(factory)
         else:
             msg = f"No follower recorder for {type(factory).__name__}"
             raise NotImplementedError(msg)
         if factory.env_create_table():
             recorder.create_table()
         return recorder
+
+    def _mysql_recorder(self, factory: Any) -> FollowerRecorder:
+        """The recorder on MySQL/MariaDB, through the SQLAlchemy plugin."""
+        recorder_class: Any = resolve_topic(self.mysql_recorder)
+        prefix = self.name.lower()  # table names as the plugin's factory makes them
+        recorder = recorder_class(
+            factory.datastore,
+            events_table_name=f"{prefix}_events",
+            tracking_table_name=f"{prefix}_tracking",
+            schema_name=factory.env.get(factory.SQLALCHEMY_SCHEMA),
+        )
+        if factory.env_create_table():
+            recorder.create_table()
+        return cast("FollowerRecorder", recorder)
 
     def pull_and_process(
         self, leader_name: str, start: int | None = None, stop: int | None = None

@@ -86,6 +86,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     popo_recorder = POPOReadModelRecorder
     sqlite_recorder = SQLiteReadModelRecorder
     postgres_recorder = PostgresReadModelRecorder
+    mysql_recorder = "bankaccounts.system.mysql:MySQLReadModelRecorder"
 
     def __init__(self, env: Any = None) -> None:
         """Starts with no feed listeners."""
