@@ -104,7 +104,7 @@ class TestRaySystem(SystemScenarios):
                     for r in caplog.records
                 )
 
-            wait_for(logged, message="the actor's error was not logged here")
+            wait_for(logged, 30, "the actor's error was not logged here")
 
     def test_feed_listeners_get_the_read_models_messages(self) -> None:
         received: list[FeedMessage] = []
@@ -117,7 +117,7 @@ class TestRaySystem(SystemScenarios):
             def delivered() -> bool:
                 return any(str(account_id) in str(m.data) for m in received)
 
-            wait_for(delivered, message="no feed message about the account")
+            wait_for(delivered, 30, "no feed message about the account")
         finally:
             remove()
 

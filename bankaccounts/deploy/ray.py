@@ -98,6 +98,8 @@ class RayRunner(Runner[Any]):
                     self.actor_names,
                     self.namespace,
                     self.interval,
+                    # The actors log what this process would log.
+                    logging.getLogger().getEffectiveLevel(),
                 )
                 ray.get(actor.ready.remote())
                 self.actors[name] = actor
@@ -116,7 +118,7 @@ class RayRunner(Runner[Any]):
         self._logs.stop()
         for name, actor in reversed(list(self.actors.items())):
             try:
-                self._logs.relay(ray.get(actor.stop.remote(), timeout=30))
+                self._logs.relay(name, ray.get(actor.stop.remote(), timeout=30))
             except Exception:
                 logger.warning("%s: did not stop cleanly", name, exc_info=True)
             ray.kill(actor, no_restart=True)
@@ -139,7 +141,7 @@ class RayRunner(Runner[Any]):
         raised, result, records = ray.get(
             self.actors[name].call.remote(tuple(path), args, kwargs)
         )
-        self._logs.relay(records)
+        self._logs.relay(name, records)
         if raised:
             raise result
         return result
@@ -260,7 +262,9 @@ class LogRelay:
 
     def __init__(self, runner: RayRunner) -> None:
         self.runner = runner
-        self.lock = threading.Lock()
+        self.locks: dict[str, threading.Lock] = {
+            name: threading.Lock() for name in runner.system.nodes
+        }
         self.stopping = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -286,9 +290,9 @@ class LogRelay:
 
     def collect(self) -> None:
         """Logs what every actor has logged since."""
-        for actor in list(self.runner.actors.values()):
+        for name, actor in list(self.runner.actors.items()):
             # Held across the call, so that a reply's records come after these.
-            with self.lock:
+            with self.locks[name]:
                 try:
                     records = ray.get(actor.drain_logs.remote(), timeout=10)
                 except Exception:  # restarting: its records come next time
@@ -296,9 +300,9 @@ class LogRelay:
                     continue
                 self._emit(records)
 
-    def relay(self, records: Sequence[logging.LogRecord]) -> None:
-        """Logs records an actor sent with a reply."""
-        with self.lock:
+    def relay(self, name: str, records: Sequence[logging.LogRecord]) -> None:
+        """Logs records the named application's actor sent with a reply."""
+        with self.locks[name]:
             self._emit(records)
 
     @staticmethod

@@ -204,12 +204,12 @@ class ApplicationActor:
         actor_names: dict[str, str],
         namespace: str,
         interval: float,
+        log_level: int = logging.WARNING,
     ) -> None:
         self.log_buffer = LogBuffer(name)
         root = logging.getLogger()
         root.addHandler(self.log_buffer)
-        if root.level > logging.INFO or root.level == logging.NOTSET:
-            root.setLevel(logging.INFO)
+        root.setLevel(log_level)
         self.system = system
         self.name = name
         self.env = env
