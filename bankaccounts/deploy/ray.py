@@ -214,6 +214,7 @@ class ApplicationProxy:
         if attribute in parts:
             return parts[attribute]
         if attribute == "add_feed_listener" and not self._path:
+            # The listener lives here: the runner relays the feed to it.
             return self._runner.add_feed_listener
         path = (*self._path, attribute)
         actor = self._runner.actor(self._name)
@@ -294,7 +295,7 @@ class LogRelay:
             # Held across the call, so that a reply's records come after these.
             with self.locks[name]:
                 try:
-                    records = ray.get(actor.drain_logs.remote(), timeout=10)
+                    records = ray.get(actor.drain_logs.remote(), timeout=2)
                 except Exception:  # restarting: its records come next time
                     logger.debug("no log records from an actor", exc_info=True)
                     continue

@@ -18,7 +18,10 @@ import pickle
 import threading
 import warnings
 from collections import deque
+from datetime import datetime
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import ray
 from eventsourcing.application import LocalNotificationLog
@@ -50,10 +53,6 @@ def resolve(app: Any, path: Sequence[str]) -> Any:
 
 def is_plain_data(value: object) -> bool:
     """True for values returned as copies (numbers, text, ids, their collections)."""
-    from datetime import datetime
-    from decimal import Decimal
-    from uuid import UUID
-
     if value is None or isinstance(
         value, bool | int | float | str | bytes | Decimal | UUID | datetime
     ):
@@ -124,6 +123,7 @@ class RemoteNotificationLog(LocalNotificationLog):
     def __init__(self, actor_name: str, namespace: str) -> None:
         self.actor_name = actor_name
         self.namespace = namespace
+        self._actor: Any = None
 
     def select(
         self,
@@ -135,9 +135,10 @@ class RemoteNotificationLog(LocalNotificationLog):
         inclusive_of_start: bool = True,
     ) -> Sequence[Notification]:
         """Asks the upstream's actor for a page of its notifications."""
-        actor = ray.get_actor(self.actor_name, namespace=self.namespace)
+        if self._actor is None:
+            self._actor = ray.get_actor(self.actor_name, namespace=self.namespace)
         notifications: Sequence[Notification] = ray.get(
-            actor.select_notifications.remote(
+            self._actor.select_notifications.remote(
                 start, limit, stop, tuple(topics), inclusive_of_start
             )
         )
@@ -175,6 +176,9 @@ class Processor(threading.Thread):
         with self.lock:
             self.pending.update(upstreams)
         while not self.stopping.is_set():
+            # Cleared before the pending names are taken: a prompt that comes
+            # while they are processed sets it again, and is not lost.
+            self.wakeup.clear()
             with self.lock:
                 names = [n for n in upstreams if n in self.pending] if prompted else []
                 self.pending.difference_update(names)
@@ -190,7 +194,6 @@ class Processor(threading.Thread):
                         name,
                     )
             prompted = self.wakeup.wait(self.interval)
-            self.wakeup.clear()
 
 
 class ApplicationActor:
