@@ -31,8 +31,6 @@ if TYPE_CHECKING:
     from bankaccounts.system.readmodel import FeedMessage
 
 
-
-
 def _ray_runner(system: BankAccountSystem, env: Mapping[str, str]) -> Runner[Any]:
     """The system on Ray actors (imported here: Ray is an optional extra)."""
     try:
