@@ -157,6 +157,20 @@ def test_sqlite_is_refused_as_a_ray_store(tmp_path: Path) -> None:
         Bank(system_env(tmp_path), runner="ray")
 
 
+def test_serve_with_the_ray_runner_refuses_sqlite_files(tmp_path: Path) -> None:
+    server = ServerProcess(
+        tmp_path / "data",
+        tmp_path,
+        args=["--runner", "ray"],
+        env={"PERSISTENCE_MODULE": ""},
+    )
+    server.launch()
+    assert server.wait() == 2
+    output = server.output()
+    assert "SQLite files belong to one process" in output
+    assert "Traceback" not in output
+
+
 @pytest.mark.postgres
 def test_serve_with_the_ray_runner_on_postgres(
     ray_session: str, postgres_env: dict[str, str], tmp_path: Path
