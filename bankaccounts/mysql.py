@@ -26,18 +26,26 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import sqlalchemy.exc
-from eventsourcing.persistence import IntegrityError, PersistenceError
+from eventsourcing.persistence import (
+    IntegrityError,
+    InterfaceError,
+    Notification,
+    OperationalError,
+    PersistenceError,
+)
+from eventsourcing.utils import retry
 from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore, exception_classes
 from eventsourcing_sqlalchemy.factory import SQLAlchemyFactory
 from eventsourcing_sqlalchemy.recorders import (
     SQLAlchemyApplicationRecorder,
     SQLAlchemyProcessRecorder,
 )
-from sqlalchemy import Engine, insert, select, text, update
+from sqlalchemy import Engine, and_, insert, or_, select, text, update
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Sequence
     from contextlib import AbstractContextManager
+    from uuid import UUID
 
     from eventsourcing.persistence import InfrastructureFactory, Tracking
     from eventsourcing.utils import Environment
@@ -126,6 +134,49 @@ class MySQLApplicationRecorder(SQLAlchemyApplicationRecorder):
     def _lock_table(self, session: Session) -> None:
         if self.guard_commit_order:
             lock_application(session, self.lock_name)
+
+    @retry((InterfaceError, OperationalError), max_attempts=10, wait=0.2)
+    def select_stored_events(
+        self, positions: Sequence[tuple[UUID, int]]
+    ) -> dict[tuple[UUID, int], Notification]:
+        """What is stored at each position (aggregate id, version), with its id.
+
+        After a write whose outcome is unknown, the application asks what is there
+        (see BankApplication._record); the plugin has no such query.
+        """
+        if not positions:
+            return {}
+        table = self.events_record_cls.__table__
+        statement = select(
+            table.c.id,
+            table.c.originator_id,
+            table.c.originator_version,
+            table.c.topic,
+            table.c.state,
+        ).where(
+            or_(
+                *(
+                    and_(
+                        table.c.originator_id == originator_id,
+                        table.c.originator_version == version,
+                    )
+                    for originator_id, version in positions
+                )
+            )
+        )
+        by_key = {(str(uid), version): (uid, version) for uid, version in positions}
+        found: dict[tuple[UUID, int], Notification] = {}
+        with connect(self.datastore) as connection:
+            for row in connection.execute(statement):
+                position = by_key[str(row.originator_id), row.originator_version]
+                found[position] = Notification(
+                    id=row.id,
+                    originator_id=position[0],
+                    originator_version=position[1],
+                    topic=row.topic,
+                    state=bytes(row.state),
+                )
+        return found
 
     def lock_application(self, session: Session) -> None:
         """Waits for, then holds until commit, the right to write this application."""

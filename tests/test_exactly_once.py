@@ -28,7 +28,13 @@ if TYPE_CHECKING:
     from bankaccounts.system.batching import Job
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgres", marks=pytest.mark.postgres),
+        pytest.param("mariadb", marks=pytest.mark.mariadb),
+    ]
+)
 def shared_env(request: pytest.FixtureRequest) -> dict[str, str]:
     """One store that every instance of an application shares, tables made."""
     env: dict[str, str] = {
