@@ -102,6 +102,10 @@ def describe_storage(env: Mapping[str, str]) -> str:
     if "COMMANDS_SQLITE_DBNAME" in env:
         return f"SQLite files in {Path(env['COMMANDS_SQLITE_DBNAME']).parent}"
     module = os.environ.get("PERSISTENCE_MODULE", "eventsourcing.popo")
+    if module == "eventsourcing_sqlalchemy":
+        from bankaccounts.mysql import describe_url
+
+        return describe_url(os.environ.get("SQLALCHEMY_URL", ""))
     if module.endswith("postgres"):
         database = os.environ.get("POSTGRES_DBNAME", "?")
         host = os.environ.get("POSTGRES_HOST", "?")

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("bankaccounts.cli")
 
 POSTGRES_MODULE = "eventsourcing.postgres"
+SQLALCHEMY_MODULE = "eventsourcing_sqlalchemy"
 
 
 def build_parser(values: Mapping[str, object] | None = None) -> argparse.ArgumentParser:
@@ -250,6 +251,8 @@ def serve(
             if os.environ.get("PERSISTENCE_MODULE") == POSTGRES_MODULE:
                 environ = dict(os.environ)
                 check_postgres(environ, budget=embedded_budget(environ))
+            elif os.environ.get("PERSISTENCE_MODULE") == SQLALCHEMY_MODULE:
+                check_sqlalchemy(os.environ)
             directory = data_directory(data_dir)
             if directory is not None:
                 lock = DataDirectoryLock(directory)
@@ -345,6 +348,20 @@ def check_postgres(
     check_database(environ, tables=tables, budget=budget)
     if budget is not None:
         logger.debug("connection budget: %s", budget.describe())
+
+
+def check_sqlalchemy(environ: Mapping[str, str]) -> None:
+    """The MySQL/MariaDB connection check (bankaccounts/mysql.py); ValueError if
+    the plugin (the `mysql` extra) is not installed."""
+    try:
+        from bankaccounts.mysql import check_connection
+    except ImportError as error:
+        msg = (
+            f"PERSISTENCE_MODULE is {SQLALCHEMY_MODULE}, but {error.name} is not "
+            'installed: pip install -e ".[mysql]"'
+        )
+        raise ValueError(msg) from None
+    check_connection(environ)
 
 
 def web_budget(environ: Mapping[str, str], workers: int) -> Budget:

@@ -22,6 +22,7 @@ a MySQL or MariaDB database.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -40,10 +41,24 @@ from eventsourcing_sqlalchemy.recorders import (
     SQLAlchemyApplicationRecorder,
     SQLAlchemyProcessRecorder,
 )
-from sqlalchemy import Engine, and_, insert, or_, select, text, update
+from sqlalchemy import (
+    URL,
+    Engine,
+    and_,
+    create_engine,
+    insert,
+    make_url,
+    or_,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.pool import NullPool
+
+from bankaccounts.preflight import DatabaseUnavailableError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
     from contextlib import AbstractContextManager
     from uuid import UUID
 
@@ -51,6 +66,16 @@ if TYPE_CHECKING:
     from eventsourcing.utils import Environment
     from sqlalchemy import Connection
     from sqlalchemy.orm import Session
+
+# The plugin names every tracking record class NotificationTrackingRecord, and
+# SQLAlchemy warns at each one after the first; the classes work (they are looked
+# up by table), so the warning says nothing to the person starting the server.
+warnings.filterwarnings(
+    "ignore",
+    message="This declarative base already contains a class with the same class "
+    "name and module name as eventsourcing_sqlalchemy",
+    category=sqlalchemy.exc.SAWarning,
+)
 
 #: The SQLAlchemy dialects of MySQL and MariaDB.
 MYSQL_DIALECTS = ("mysql", "mariadb")
@@ -253,3 +278,72 @@ class MySQLProcessRecorder(MySQLApplicationRecorder, SQLAlchemyProcessRecorder):
                 .where(table.c.application_name == name)
                 .values(notification_id=tracking.notification_id)
             )
+
+
+#: What to check, by MySQL's error number.
+HINTS = {
+    1044: "the user may not use this database: GRANT it, or fix SQLALCHEMY_URL",
+    1045: "check the user and password in SQLALCHEMY_URL",
+    1049: "create it (CREATE DATABASE), or fix the database in SQLALCHEMY_URL",
+    2003: "is the server running, at the host and port of SQLALCHEMY_URL?",
+    2005: "check the host name in SQLALCHEMY_URL",
+}
+
+
+def where(url: URL) -> str:
+    """user@host:port/database (never the password)."""
+    return f"{url.username or ''}@{url.host or ''}:{url.port or 3306}/{url.database}"
+
+
+def describe_url(text: str) -> str:
+    """Says in words which database SQLALCHEMY_URL names, without the password."""
+    try:
+        url = make_url(text)
+    except sqlalchemy.exc.ArgumentError:
+        return "SQLAlchemy (SQLALCHEMY_URL)"
+    if url.get_backend_name() in MYSQL_DIALECTS:
+        return f"MySQL/MariaDB database {url.database} on {url.host}"
+    return f"SQLAlchemy database {url.render_as_string(hide_password=True)}"
+
+
+def check_connection(environ: Mapping[str, str], timeout: float = 5.0) -> None:
+    """Connects once with a short timeout, before anything starts.
+
+    Raises ValueError for a missing or malformed SQLALCHEMY_URL, and
+    DatabaseUnavailableError with the server's own reason and a hint if MySQL or
+    MariaDB cannot be reached; other databases are left to the plugin.
+    """
+    text = environ.get("SQLALCHEMY_URL", "").strip()
+    if not text:
+        msg = (
+            "PERSISTENCE_MODULE is eventsourcing_sqlalchemy, so set SQLALCHEMY_URL "
+            "(for example mysql+pymysql://user:password@host:3306/dbname)"
+        )
+        raise ValueError(msg)
+    try:
+        url = make_url(text)
+    except sqlalchemy.exc.ArgumentError:
+        msg = "SQLALCHEMY_URL must be a database URL such as mysql+pymysql://..."
+        raise ValueError(msg) from None
+    if url.get_backend_name() not in MYSQL_DIALECTS:
+        return
+    try:
+        engine = create_engine(
+            url, poolclass=NullPool, connect_args={"connect_timeout": timeout}
+        )
+    except (ImportError, sqlalchemy.exc.ArgumentError) as error:
+        msg = f"SQLALCHEMY_URL names a driver that cannot be used: {error}"
+        raise ValueError(msg) from None
+    try:
+        with engine.connect():
+            pass
+    except sqlalchemy.exc.DBAPIError as error:
+        cause = error.orig
+        number = cause.args[0] if cause is not None and cause.args else None
+        reason = " ".join(str(cause.args[-1] if cause else error).split())
+        hint = HINTS.get(number) if isinstance(number, int) else None
+        msg = f"cannot connect to MySQL at {where(url)}: {reason}"
+        msg += f" ({hint})" if hint else ""
+        raise DatabaseUnavailableError(msg) from None
+    finally:
+        engine.dispose()

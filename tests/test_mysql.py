@@ -8,6 +8,7 @@ mysql.py); the others show the guard holding with concurrent writers.
 from __future__ import annotations
 
 import threading
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -21,10 +22,18 @@ from bankaccounts.mysql import (
     MySQLProcessRecorder,
 )
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
+from tests.serverprocess import ServerProcess
+from tests.test_catchup import (
+    ACCOUNTS,
+    FINISH_TIMEOUT,
+    pending,
+    push_transfers_and_kill,
+)
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
     from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
 
@@ -242,3 +251,97 @@ def test_the_guard_is_chosen_by_the_url_alone(mariadb_env: dict[str, str]) -> No
         assert app.recorder.guard_commit_order
     finally:
         app.close()
+
+
+def server_on(
+    mariadb_env: dict[str, str], tmp_path: Path, runner: str
+) -> ServerProcess:
+    return ServerProcess(
+        tmp_path / "data",
+        tmp_path,
+        args=["--runner", runner, "--log-level", "warning"],
+        env=mariadb_env,
+    )
+
+
+def open_funded_accounts(server: ServerProcess, count: int) -> list[str]:
+    ids = []
+    for number in range(count):
+        status, account = server.request(
+            "POST", "/api/accounts", {"name": f"Account {number}"}
+        )
+        assert status == 201, account
+        status, answer = server.request(
+            "POST",
+            f"/api/accounts/{account['id']}/deposits?wait=true",
+            {"amount": "1000.00"},
+        )
+        assert answer["status"] == "succeeded", answer
+        ids.append(account["id"])
+    return ids
+
+
+def total_balance(server: ServerProcess, account_ids: list[str]) -> Decimal:
+    total = Decimal(0)
+    for account_id in account_ids:
+        status, account = server.request("GET", f"/api/accounts/{account_id}")
+        assert status == 200, account
+        total += Decimal(account["balance"])
+    return total
+
+
+@pytest.mark.parametrize("runner", ["single", "multi"])
+def test_the_server_on_mariadb_keeps_its_data_and_finishes_work_after_a_kill(
+    mariadb_env: dict[str, str], tmp_path: Path, runner: str
+) -> None:
+    server = server_on(mariadb_env, tmp_path, runner)
+    server.start()
+    try:
+        database = mariadb_env["SQLALCHEMY_URL"].rsplit("/", 1)[1]
+        assert f"MySQL/MariaDB database {database} on 127.0.0.1" in server.output()
+        account_ids = open_funded_accounts(server, ACCOUNTS)
+        _, answer = server.request(
+            "POST",
+            "/api/transfers?wait=true",
+            {
+                "debit_account_id": account_ids[0],
+                "credit_account_id": account_ids[1],
+                "amount": "10.00",
+            },
+        )
+        assert answer["status"] == "succeeded", answer
+
+        assert server.stop() == 0  # SIGTERM: a clean stop
+        server.start()
+        status, account = server.request("GET", f"/api/accounts/{account_ids[0]}")
+        assert status == 200, account
+        assert Decimal(account["balance"]) == Decimal("990.00")
+
+        # SIGKILL with transfers accepted but not yet carried out: the restarted
+        # server finishes them from the followers' tracking positions.
+        accepted = push_transfers_and_kill(server, account_ids)
+        server.start()
+        remaining = set(accepted)
+
+        def all_finished() -> bool:
+            remaining.intersection_update(pending(server, remaining))
+            return not remaining
+
+        wait_for(all_finished, FINISH_TIMEOUT, f"{len(remaining)} still pending")
+        assert total_balance(server, account_ids) == ACCOUNTS * 1000
+    finally:
+        server.stop()
+
+
+def test_the_server_says_why_it_cannot_use_the_database(
+    mariadb_env: dict[str, str], tmp_path: Path
+) -> None:
+    url = mariadb_env["SQLALCHEMY_URL"].rsplit("/", 1)[0] + "/no_such_database"
+    server = server_on({**mariadb_env, "SQLALCHEMY_URL": url}, tmp_path, "single")
+    server.launch()
+    assert server.wait() == 1
+    assert "cannot connect to MySQL at root@127.0.0.1:3306/no_such_database: " in (
+        server.output()
+    )
+    assert "Unknown database 'no_such_database' (create it" in server.output()
+    assert "Traceback" not in server.output()
