@@ -164,6 +164,7 @@ SETTINGS: tuple[Setting, ...] = (
             "FUZZ_SECONDS",
             "FUZZ_SEED",
             "REQUIRE_BROWSER",
+            "REQUIRE_MARIADB",
             "REQUIRE_POSTGRES",
             "UPDATE_SCREENSHOT",
         )
