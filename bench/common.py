@@ -9,13 +9,16 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
 
 STORES = ("popo", "sqlite", "postgres")
+#: With MariaDB (through eventsourcing_sqlalchemy), which the limits and the system in
+#: one process measure; the other benchmarks keep to STORES (common_stores).
+SYSTEM_STORES = (*STORES, "mariadb")
 #: Every benchmark, in the order they run and the report shows them.
 BENCHMARKS = (
     "limits",
@@ -28,7 +31,12 @@ BENCHMARKS = (
     "rebuild",
     "memory",
 )
-STORE_LABELS = {"popo": "POPO", "sqlite": "SQLite file", "postgres": "PostgreSQL"}
+STORE_LABELS = {
+    "popo": "POPO",
+    "sqlite": "SQLite file",
+    "postgres": "PostgreSQL",
+    "mariadb": "MariaDB",
+}
 
 
 @dataclass
@@ -36,9 +44,14 @@ class Options:
     """How a benchmark runs: size, stores, where to put files, where to report."""
 
     quick: bool = False
-    stores: tuple[str, ...] = STORES
+    stores: tuple[str, ...] = SYSTEM_STORES
     workdir: Path = field(default_factory=lambda: Path("/tmp"))
     progress: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
+
+    @property
+    def common_stores(self) -> tuple[str, ...]:
+        """The stores of this run that every benchmark measures (not MariaDB)."""
+        return tuple(store for store in self.stores if store in STORES)
 
     def size(self, full: int, quick: int) -> int:
         """The full size, or the quick one."""
@@ -164,6 +177,53 @@ def postgres_env() -> Iterator[dict[str, str]]:
         execute(
             sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema))
         )
+
+
+def mariadb_settings() -> dict[str, str]:
+    """Where MariaDB is (the tests' MARIADB_* variables and defaults)."""
+    return {
+        "host": os.environ.get("MARIADB_HOST", "127.0.0.1"),
+        "port": os.environ.get("MARIADB_PORT", "3306"),
+        "user": os.environ.get("MARIADB_USER", "root"),
+        "password": os.environ.get("MARIADB_PASSWORD", ""),
+    }
+
+
+def mariadb_connect(database: str | None = None) -> Any:
+    """An autocommit PyMySQL connection (to the database, if one is named)."""
+    import pymysql
+
+    settings = mariadb_settings()
+    return pymysql.connect(
+        host=settings["host"],
+        port=int(settings["port"]),
+        user=settings["user"],
+        password=settings["password"],
+        database=database,
+        autocommit=True,
+    )
+
+
+@contextmanager
+def mariadb_env() -> Iterator[dict[str, str]]:
+    """Library settings for a fresh MariaDB database of its own, dropped after."""
+    settings = mariadb_settings()
+    database = f"bench_{uuid4().hex[:12]}"
+    connection = mariadb_connect()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{database}`")
+        yield {
+            "PERSISTENCE_MODULE": "eventsourcing_sqlalchemy",
+            "SQLALCHEMY_URL": (
+                f"mysql+pymysql://{settings['user']}:{settings['password']}@"
+                f"{settings['host']}:{settings['port']}/{database}"
+            ),
+        }
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{database}`")
+    finally:
+        connection.close()
 
 
 def percentile(values: Sequence[float], fraction: float) -> float:

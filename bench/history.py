@@ -230,7 +230,7 @@ def run(options: Options) -> Result:
     series: dict[str, list[float]] = {}
     seeding: list[str] = []
     for app, app_label in APPS.items():
-        for store in options.stores:
+        for store in options.common_stores:
             label = f"{app_label}, {STORE_LABELS[store]}"
             options.progress(f"history: {label}")
             with ExitStack() as stack:

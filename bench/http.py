@@ -355,13 +355,13 @@ def run(options: Options) -> Result:
     figures: list[float] = []
     limits: list[float] = []
     notes: list[str] = []
-    for store in options.stores:
+    for store in options.common_stores:
         store_rows, figure, limit = embedded(store, options, seconds)
         rows += store_rows
         labels.append(f"{STORE_LABELS[store]}, 1 worker")
         figures.append(figure)
         limits.append(limit)
-    if "postgres" in options.stores:
+    if "postgres" in options.common_stores:
         if _net.distributed_available():
             for workers in (4,):
                 store_rows, figure, limit = distributed(options, seconds, workers)
@@ -374,7 +374,7 @@ def run(options: Options) -> Result:
                 "The 4-web-worker rows need `bankaccounts serve --distributed`, "
                 "which this checkout does not have yet."
             )
-    if "sqlite" in options.stores:
+    if "sqlite" in options.common_stores:
         rows += list_accounts(options)
     notes += [
         "The server, the load generator and (distributed) the workers share the "

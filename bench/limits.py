@@ -31,6 +31,8 @@ from bench.common import (
     Options,
     Result,
     Row,
+    mariadb_connect,
+    mariadb_env,
     postgres_env,
     postgres_settings,
     rate,
@@ -86,6 +88,9 @@ def store_env(store: str, workdir: Path, name: str) -> Iterator[dict[str, str]]:
         finally:
             for suffix in ("", "-wal", "-shm"):
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
+    elif store == "mariadb":
+        with mariadb_env() as env:
+            yield env
     else:
         with postgres_env() as env:
             yield env
@@ -102,6 +107,9 @@ def apps_env(
         from bankaccounts.infrastructure import sqlite_env
 
         yield sqlite_env(workdir / f"data-{uuid4().hex[:8]}", names)
+    elif store == "mariadb":
+        with mariadb_env() as env:
+            yield env
     else:
         with postgres_env() as env:
             yield env
@@ -139,6 +147,8 @@ def raw_commit_rate(store: str, seconds: float, workdir: Path) -> float:
             connection.close()
             for suffix in ("", "-wal", "-shm"):
                 path.with_name(path.name + suffix).unlink(missing_ok=True)
+    if store == "mariadb":
+        return raw_mariadb_rate(payload, seconds)
     import psycopg
 
     settings = postgres_settings()
@@ -164,6 +174,29 @@ def raw_commit_rate(store: str, seconds: float, workdir: Path) -> float:
             connection.commit()
 
         return loop_rate(insert_pg, seconds)
+
+
+def raw_mariadb_rate(payload: bytes, seconds: float) -> float:
+    """One-row InnoDB insert transactions per second through PyMySQL."""
+    with mariadb_env() as env:
+        database = env["SQLALCHEMY_URL"].rsplit("/", 1)[1]
+        connection = mariadb_connect(database)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "CREATE TABLE raw_rows (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                    "data BLOB NOT NULL) ENGINE=InnoDB"
+                )
+            connection.autocommit(False)
+            cursor = connection.cursor()
+
+            def insert() -> None:
+                cursor.execute("INSERT INTO raw_rows (data) VALUES (%s)", (payload,))
+                connection.commit()
+
+            return loop_rate(insert, seconds)
+        finally:
+            connection.close()
 
 
 def save_rate(store: str, seconds: float, workdir: Path) -> float:

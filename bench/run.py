@@ -25,7 +25,7 @@ import time
 import traceback
 from typing import TYPE_CHECKING
 
-from bench.common import BENCHMARKS, STORES, Options
+from bench.common import BENCHMARKS, SYSTEM_STORES, Options
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -51,8 +51,8 @@ def parse_args(
         )
     parser.add_argument(
         "--stores",
-        default=",".join(STORES),
-        help="comma-separated: popo,sqlite,postgres",
+        default=",".join(SYSTEM_STORES),
+        help=f"comma-separated: {','.join(SYSTEM_STORES)}",
     )
     parser.add_argument(
         "--docs", type=Path, default=DOCS, help="where benchmarks.md and bench/ go"
@@ -62,7 +62,7 @@ def parse_args(
     )
     args = parser.parse_args(argv)
     stores = tuple(s for s in args.stores.split(",") if s)
-    unknown = set(stores) - set(STORES)
+    unknown = set(stores) - set(SYSTEM_STORES)
     if unknown:
         parser.error(f"unknown stores: {', '.join(sorted(unknown))}")
     args.stores = stores

@@ -43,7 +43,7 @@ def run(options: Options) -> Result:
     rows = []
     figures: list[float] = []
     limits: list[float] = []
-    for store in options.stores:
+    for store in options.common_stores:
         label = STORE_LABELS[store]
         options.progress(f"simple: {label}")
         limit = measure_limits(store, options).save
@@ -97,7 +97,7 @@ def run(options: Options) -> Result:
             title="Simple application: transfers/s vs single-save rate",
             xlabel="store",
             ylabel="per second (log scale)",
-            x=[STORE_LABELS[s] for s in options.stores],
+            x=[STORE_LABELS[s] for s in options.common_stores],
             series={"transfers/s": figures, "Application.save()/s": limits},
             logy=True,
         ),
