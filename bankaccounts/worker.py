@@ -90,18 +90,15 @@ PROGRESS_INTERVAL = 10.0
 STOP_GRACE = 10.0
 TEARDOWN_GRACE = 1.0  # a healthy teardown takes about 0.2 s
 
-#: A connect attempt gives up after this many seconds unless POSTGRES_CONNECT_TIMEOUT
-#: says otherwise (libpq's own default is none at all: a silent server hangs it).
-DEFAULT_CONNECT_TIMEOUT = 5
-
 
 def connect_kwargs(datastore: PostgresDatastore) -> dict[str, Any]:
     """psycopg.connect's arguments for a connection of the datastore's own."""
     kwargs: dict[str, Any] = dict(datastore.pool.kwargs or {})  # type: ignore[arg-type]
     kwargs.pop("row_factory", None)
-    # The pool's timeout is the library's POSTGRES_CONNECT_TIMEOUT (libpq's minimum: 2).
-    timeout = getattr(datastore.pool, "timeout", None) or DEFAULT_CONNECT_TIMEOUT
-    kwargs.setdefault("connect_timeout", max(2, round(timeout)))
+    # libpq's own default is no timeout at all: a silent server would hang the
+    # attempt. The pool's is the library's POSTGRES_CONNECT_TIMEOUT (30 s unless set);
+    # libpq takes whole seconds, 2 at least.
+    kwargs.setdefault("connect_timeout", max(2, round(datastore.pool.timeout)))
     return kwargs
 
 
