@@ -113,6 +113,11 @@ def connect_kwargs(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def schema_of(environ: Mapping[str, str]) -> str:
+    """The schema of the applications' tables, as the library reads POSTGRES_SCHEMA."""
+    return (environ.get("POSTGRES_SCHEMA") or "").strip() or "public"
+
+
 def where(environ: Mapping[str, str]) -> str:
     """user@host:port/dbname (never the password)."""
     return (
@@ -273,7 +278,7 @@ def check_database(
     """Connects once; raises DatabaseUnavailableError if the server or a table is
     missing, and warns if the budget exceeds what max_connections leaves."""
     with connect(environ, timeout) as connection:
-        schema = (environ.get("POSTGRES_SCHEMA") or "").strip() or "public"
+        schema = schema_of(environ)
         missing = missing_tables(connection, schema, tables)
         if missing:
             msg = (
