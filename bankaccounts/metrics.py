@@ -29,6 +29,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bankaccounts.logs import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -171,7 +173,7 @@ def render_metrics() -> tuple[bytes, str]:
                 logger.warning(
                     "metrics: cannot read the followers' positions: %s: %s",
                     type(error).__name__,
-                    str(error).strip() or "no detail",
+                    one_line(error),
                 )
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from bankaccounts.logs import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -128,8 +130,7 @@ def where(environ: Mapping[str, str]) -> str:
 
 def explain(error: psycopg.Error) -> str:
     """libpq's message on one line, with a hint at what to check."""
-    text = " ".join(str(error).split())
-    text = text.removeprefix("connection failed: ")
+    text = one_line(error).removeprefix("connection failed: ")
     for pattern, hint in HINTS:
         if pattern.search(text):
             return f"{text} ({hint})"

@@ -41,7 +41,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import BaseProjectionRunner
 
 from bankaccounts import logs
-from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat, one_line
+from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
 from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.metrics import RECONNECTS, watch_applications
 from bankaccounts.status import count_after
@@ -430,7 +430,7 @@ class Worker:
                     "%s: %s: %s; reconnecting in %.1f s",
                     self.name,
                     type(error).__name__,
-                    one_line(error),
+                    logs.one_line(error),
                     delay,
                     # A lost connection or a refused page is expected now and
                     # then; anything else comes with its traceback.
@@ -613,7 +613,7 @@ class Worker:
             position = first
             event = f"a page of {len(jobs)} events up to position {last}"
             cause = error
-        text = f"{type(cause).__name__}: {one_line(cause)}"
+        text = f"{type(cause).__name__}: {logs.one_line(cause)}"
         recorder: FollowerRecorder = app.recorder
         try:
             failure = recorder.record_failure(upstream, position, event, text)
