@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bankaccounts.bootstrap import RUNNERS
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS
 
 if TYPE_CHECKING:
@@ -105,8 +106,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BANKACCOUNTS_DATA_DIR", "a directory", option="--data-dir"),
     Setting(
         "BANKACCOUNTS_RUNNER",
-        "one of single, multi",
-        _choice("single", "multi"),
+        f"one of {', '.join(RUNNERS)}",
+        _choice(*RUNNERS),
         "--runner",
     ),
     Setting(
