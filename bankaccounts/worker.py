@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder, Tracking
     from eventsourcing.postgres import PostgresDatastore
 
+    from bankaccounts.heartbeat import WorkerState
     from bankaccounts.system.batching import BatchProcessApplication, Job
     from bankaccounts.system.followers import FollowerRecorder
 
@@ -421,8 +422,7 @@ class Worker:
                     delay = self.first_retry_delay
                 last_error = signature
                 self.started.clear()
-                if self.heartbeat is not None:
-                    self.heartbeat.state = "starting"
+                self._set_state("starting")
                 attempts += 1
                 if self.stopping.is_set():
                     break
@@ -452,7 +452,8 @@ class Worker:
             )
             self.heartbeat.start()
 
-    def _set_state(self, state: Any) -> None:
+    def _set_state(self, state: WorkerState) -> None:
+        """What the heartbeat's row says, once there is a heartbeat."""
         if self.heartbeat is not None:
             self.heartbeat.state = state
 
