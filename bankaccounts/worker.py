@@ -59,7 +59,6 @@ if TYPE_CHECKING:
 
     from bankaccounts.heartbeat import WorkerState
     from bankaccounts.system.batching import BatchProcessApplication, Job
-    from bankaccounts.system.followers import FollowerRecorder
 
 logger = logging.getLogger("bankaccounts.worker")
 
@@ -319,8 +318,6 @@ class Worker:
         # Per upstream, the last position of a page that failed: up to there, events
         # are processed one at a time, so a failure names its event.
         self.careful_until: dict[str, int] = {}
-        # Per upstream, the position of a failure on record, cleared once passed.
-        self.failing: dict[str, int] = {}
 
     def stop(self) -> None:
         """Asks the worker to stop after the page it is processing (thread-safe).
@@ -490,7 +487,6 @@ class Worker:
             if reconnecting:
                 self.reconnects += 1
                 RECONNECTS.labels(self.name).inc()
-            self.failing = {f.upstream: f.position for f in self._failures(app)}
             logger.info(
                 "%s: %s; following %s",
                 self.name,
@@ -590,10 +586,7 @@ class Worker:
             except Exception as error:
                 self._failed(app, upstream, page, error)
                 raise
-            last = page[-1][1].notification_id
-            if upstream in self.failing and self.failing[upstream] <= last:
-                app.recorder.clear_failures(upstream, last)
-                del self.failing[upstream]
+            if app.note_progress(upstream, page[-1][1].notification_id):
                 logger.info("%s: got past its failure in %s", self.name, upstream)
 
     def _failed(
@@ -615,15 +608,8 @@ class Worker:
             event = f"a page of {len(jobs)} events up to position {last}"
             cause = error
         text = f"{type(cause).__name__}: {logs.one_line(cause)}"
-        recorder: FollowerRecorder = app.recorder
-        try:
-            failure = recorder.record_failure(upstream, position, event, text)
-        except Exception:  # the record is for `status`; the log line says it all
-            logger.exception("%s: could not record its failure", self.name)
-            attempts = "?"
-        else:
-            self.failing[upstream] = position
-            attempts = str(failure.attempts)
+        failure = app.note_failure(upstream, position, event, cause)
+        attempts = "?" if failure is None else str(failure.attempts)
         logger.error(
             "%s: failed at %s position %d (%s): %s; attempt %s",
             self.name,
@@ -633,16 +619,6 @@ class Worker:
             text,
             attempts,
         )
-
-    @staticmethod
-    def _failures(app: Any) -> list[Any]:
-        try:
-            return list(app.recorder.select_failures())
-        except CONNECTION_ERRORS:
-            raise
-        except Exception:
-            logger.exception("could not read the failures on record")
-            return []
 
     def positions(self) -> str:
         """Where the follower is in each upstream: "Commands at 12, Accounts at 3"."""
