@@ -1,9 +1,10 @@
 """A small HTTP server for a process without a web server: probes and metrics.
 
-A worker's --health-port serves GET /healthz (200 while the process runs), /readyz
-(200 while ready() says so, else 503) and /metrics (the Prometheus text), each on a
-thread of its own, so a slow scrape does not hold up a probe. It answers any Host:
-it serves nothing but these three, to whoever reaches the port.
+A worker's --health-port serves GET (or HEAD, as the web's probes) /healthz (200
+while the process runs), /readyz (200 while ready() says so, else 503) and /metrics
+(the Prometheus text), each on a thread of its own, so a slow scrape does not hold up
+a probe. It answers any Host: it serves nothing but these three, to whoever reaches
+the port.
 """
 
 from __future__ import annotations
@@ -85,6 +86,10 @@ def _handler(ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"detail": "Not Found"})
 
+        def do_HEAD(self) -> None:
+            """As GET, without the body (a load balancer's probe may use HEAD)."""
+            self.do_GET()
+
         def _readyz(self) -> None:
             try:
                 is_ready = ready()
@@ -108,7 +113,8 @@ def _handler(ready: Callable[[], bool]) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             """Probes come every few seconds: their lines only at DEBUG."""

@@ -58,15 +58,10 @@ def workers_table_statement(schema: str) -> Composed:
     ).format(schema=Identifier(schema), table=Identifier(WORKERS_TABLE))
 
 
-def one_line(error: BaseException) -> str:
-    """The error's text on one line (libpq's messages span several)."""
-    return " ".join(str(error).split()) or "no detail"
-
-
 def _explain(error: psycopg.Error) -> str:
     if isinstance(error, psycopg.errors.UndefinedTable):
         return f"no table {WORKERS_TABLE}; run bankaccounts init-db"
-    return one_line(error)
+    return logs.one_line(error)
 
 
 def _sql(statement: str, schema: str) -> Composed:

@@ -79,6 +79,11 @@ def redact(text: str) -> str:
     return text
 
 
+def one_line(error: BaseException) -> str:
+    """The error's text on one line (libpq's messages span several)."""
+    return " ".join(str(error).split()) or "no detail"
+
+
 def _timestamp(record: logging.LogRecord) -> str:
     moment = datetime.fromtimestamp(record.created, tz=UTC)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")

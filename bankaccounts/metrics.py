@@ -29,6 +29,8 @@ from prometheus_client import (
     generate_latest,
 )
 
+from bankaccounts.logs import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
@@ -171,7 +173,7 @@ def render_metrics() -> tuple[bytes, str]:
                 logger.warning(
                     "metrics: cannot read the followers' positions: %s: %s",
                     type(error).__name__,
-                    str(error).strip() or "no detail",
+                    one_line(error),
                 )
         return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
 
@@ -182,7 +184,7 @@ def follower_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStat
     With every application of the system (a web process, the embedded bank), as
     `bankaccounts status` reads them; a worker has only its follower and upstreams.
     """
-    from bankaccounts.status import FollowerStatus, count_after, read_statuses
+    from bankaccounts.status import follower_status, read_statuses
     from bankaccounts.system.definition import BankAccountSystem
 
     follows = BankAccountSystem().follows
@@ -190,24 +192,12 @@ def follower_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStat
         upstream in apps for upstreams in follows.values() for upstream in upstreams
     ):
         return read_statuses(apps)
-    statuses = []
-    for follower_name, upstream_names in follows.items():
-        follower: Any = apps.get(follower_name)
-        if follower is None or not all(name in apps for name in upstream_names):
-            continue
-        for upstream_name in upstream_names:
-            recorder: Any = apps[upstream_name].recorder
-            position = follower.recorder.max_tracking_id(upstream_name) or 0
-            statuses.append(
-                FollowerStatus(
-                    follower=follower_name,
-                    upstream=upstream_name,
-                    position=position,
-                    latest=recorder.max_notification_id() or 0,
-                    lag=count_after(recorder, position, follower.topics),
-                )
-            )
-    return statuses
+    return [
+        follower_status(apps[follower_name], apps[upstream_name])
+        for follower_name, upstream_names in follows.items()
+        if follower_name in apps and all(name in apps for name in upstream_names)
+        for upstream_name in upstream_names
+    ]
 
 
 def refresh_followers(statuses: list[FollowerStatus]) -> None:

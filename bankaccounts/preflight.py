@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import psycopg
 from psycopg import sql
 
+from bankaccounts.logs import one_line
+
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
@@ -113,6 +115,11 @@ def connect_kwargs(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
+def schema_of(environ: Mapping[str, str]) -> str:
+    """The schema of the applications' tables, as the library reads POSTGRES_SCHEMA."""
+    return (environ.get("POSTGRES_SCHEMA") or "").strip() or "public"
+
+
 def where(environ: Mapping[str, str]) -> str:
     """user@host:port/dbname (never the password)."""
     return (
@@ -123,8 +130,7 @@ def where(environ: Mapping[str, str]) -> str:
 
 def explain(error: psycopg.Error) -> str:
     """libpq's message on one line, with a hint at what to check."""
-    text = " ".join(str(error).split())
-    text = text.removeprefix("connection failed: ")
+    text = one_line(error).removeprefix("connection failed: ")
     for pattern, hint in HINTS:
         if pattern.search(text):
             return f"{text} ({hint})"
@@ -273,7 +279,7 @@ def check_database(
     """Connects once; raises DatabaseUnavailableError if the server or a table is
     missing, and warns if the budget exceeds what max_connections leaves."""
     with connect(environ, timeout) as connection:
-        schema = (environ.get("POSTGRES_SCHEMA") or "").strip() or "public"
+        schema = schema_of(environ)
         missing = missing_tables(connection, schema, tables)
         if missing:
             msg = (

@@ -296,10 +296,11 @@ def _hold_interface_lock(
         DatabaseUnavailableError,
         check_database,
         connect,
+        schema_of,
     )
     from bankaccounts.worker import lock_key
 
-    schema = (env.get("POSTGRES_SCHEMA") or "").strip() or "public"
+    schema = schema_of(env)
     try:
         check_database(env, tables=DISTRIBUTED_TABLES)
         connection = stack.enter_context(connect(env))

@@ -14,6 +14,7 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from bankaccounts.bootstrap import APPLICATION_NAMES, RUNNERS
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS
 
 if TYPE_CHECKING:
@@ -105,8 +106,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BANKACCOUNTS_DATA_DIR", "a directory", option="--data-dir"),
     Setting(
         "BANKACCOUNTS_RUNNER",
-        "one of single, multi",
-        _choice("single", "multi"),
+        f"one of {', '.join(RUNNERS)}",
+        _choice(*RUNNERS),
         "--runner",
     ),
     Setting(
@@ -198,6 +199,21 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_VARIABLE = {setting.variable: setting for setting in SETTINGS}
 
+
+def setting_of(name: str) -> Setting | None:
+    """The setting a variable sets, also an application's own POSTGRES_* one.
+
+    The library reads ACCOUNTS_POSTGRES_POOL_SIZE before POSTGRES_POOL_SIZE.
+    """
+    setting = BY_VARIABLE.get(name)
+    if setting is not None:
+        return setting
+    application, _, rest = name.partition("_")
+    if application.capitalize() in APPLICATION_NAMES and rest.startswith("POSTGRES_"):
+        return BY_VARIABLE.get(rest)
+    return None
+
+
 #: What a PostgreSQL deployment must set (the library refuses to start without).
 REQUIRED_POSTGRES = ("POSTGRES_DBNAME", "POSTGRES_HOST", "POSTGRES_USER")
 
@@ -211,13 +227,17 @@ def check_environment(environ: Mapping[str, str]) -> dict[str, object]:
     values: dict[str, object] = {}
     errors: list[str] = []
     for name, text in environ.items():
-        setting = BY_VARIABLE.get(name)
+        setting = setting_of(name)
         if setting is None or not text.strip():
             continue
         try:
             values[name] = setting.parse(text.strip())
         except ValueError:
-            default_of = f" (the default of {setting.option})" if setting.option else ""
+            default_of = (
+                f" (the default of {setting.option})"
+                if setting.option and name == setting.variable
+                else ""
+            )
             errors.append(
                 f"{name}{default_of} must be {setting.expected}, not {text!r}"
             )

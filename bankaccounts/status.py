@@ -145,12 +145,11 @@ def read_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStatus]:
     The applications by name: those SystemStatus opens, or a process's own (the
     embedded bank's runner has them all, for a /api/system route).
     """
-    statuses = []
+    statuses: list[FollowerStatus] = []
     follows = BankAccountSystem().follows
     heartbeats = read_heartbeats(apps[name] for name in follows)
     for follower_name, upstream_names in follows.items():
         follower: Any = apps[follower_name]
-        topics = follower.topics
         failures = {f.upstream: f for f in follower.recorder.select_failures()}
         kind = follower_name.lower()
         workers = (
@@ -158,22 +157,37 @@ def read_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStatus]:
             if heartbeats is None
             else [beat for beat in heartbeats if beat.kind == kind]
         )
-        for upstream_name in upstream_names:
-            recorder: Any = apps[upstream_name].recorder
-            position = follower.recorder.max_tracking_id(upstream_name) or 0
-            latest = recorder.max_notification_id() or 0
-            statuses.append(
-                FollowerStatus(
-                    follower=follower_name,
-                    upstream=upstream_name,
-                    position=position,
-                    latest=latest,
-                    lag=count_after(recorder, position, topics),
-                    failure=failures.get(upstream_name),
-                    workers=workers,
-                )
+        statuses.extend(
+            follower_status(
+                follower,
+                apps[upstream_name],
+                failure=failures.get(upstream_name),
+                workers=workers,
             )
+            for upstream_name in upstream_names
+        )
     return statuses
+
+
+def follower_status(
+    follower: Any,
+    upstream: Application[Any],
+    *,
+    failure: FollowerFailure | None = None,
+    workers: list[WorkerBeat] | None = None,
+) -> FollowerStatus:
+    """A follower's position in an upstream, the upstream's latest, and the lag."""
+    recorder: Any = upstream.recorder
+    position = follower.recorder.max_tracking_id(upstream.name) or 0
+    return FollowerStatus(
+        follower=follower.name,
+        upstream=upstream.name,
+        position=position,
+        latest=recorder.max_notification_id() or 0,
+        lag=count_after(recorder, position, follower.topics),
+        failure=failure,
+        workers=workers,
+    )
 
 
 def read_heartbeats(followers: Iterable[Application[Any]]) -> list[WorkerBeat] | None:

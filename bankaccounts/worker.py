@@ -41,7 +41,7 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import BaseProjectionRunner
 
 from bankaccounts import logs
-from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat, one_line
+from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
 from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.metrics import RECONNECTS, watch_applications
 from bankaccounts.status import count_after
@@ -57,8 +57,8 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder, Tracking
     from eventsourcing.postgres import PostgresDatastore
 
+    from bankaccounts.heartbeat import WorkerState
     from bankaccounts.system.batching import BatchProcessApplication, Job
-    from bankaccounts.system.followers import FollowerRecorder
 
 logger = logging.getLogger("bankaccounts.worker")
 
@@ -90,18 +90,15 @@ PROGRESS_INTERVAL = 10.0
 STOP_GRACE = 10.0
 TEARDOWN_GRACE = 1.0  # a healthy teardown takes about 0.2 s
 
-#: A connect attempt gives up after this many seconds unless POSTGRES_CONNECT_TIMEOUT
-#: says otherwise (libpq's own default is none at all: a silent server hangs it).
-DEFAULT_CONNECT_TIMEOUT = 5
-
 
 def connect_kwargs(datastore: PostgresDatastore) -> dict[str, Any]:
     """psycopg.connect's arguments for a connection of the datastore's own."""
     kwargs: dict[str, Any] = dict(datastore.pool.kwargs or {})  # type: ignore[arg-type]
     kwargs.pop("row_factory", None)
-    # The pool's timeout is the library's POSTGRES_CONNECT_TIMEOUT (libpq's minimum: 2).
-    timeout = getattr(datastore.pool, "timeout", None) or DEFAULT_CONNECT_TIMEOUT
-    kwargs.setdefault("connect_timeout", max(2, round(timeout)))
+    # libpq's own default is no timeout at all: a silent server would hang the
+    # attempt. The pool's is the library's POSTGRES_CONNECT_TIMEOUT (30 s unless set);
+    # libpq takes whole seconds, 2 at least.
+    kwargs.setdefault("connect_timeout", max(2, round(datastore.pool.timeout)))
     return kwargs
 
 
@@ -321,8 +318,6 @@ class Worker:
         # Per upstream, the last position of a page that failed: up to there, events
         # are processed one at a time, so a failure names its event.
         self.careful_until: dict[str, int] = {}
-        # Per upstream, the position of a failure on record, cleared once passed.
-        self.failing: dict[str, int] = {}
 
     def stop(self) -> None:
         """Asks the worker to stop after the page it is processing (thread-safe).
@@ -424,8 +419,7 @@ class Worker:
                     delay = self.first_retry_delay
                 last_error = signature
                 self.started.clear()
-                if self.heartbeat is not None:
-                    self.heartbeat.state = "starting"
+                self._set_state("starting")
                 attempts += 1
                 if self.stopping.is_set():
                     break
@@ -433,7 +427,7 @@ class Worker:
                     "%s: %s: %s; reconnecting in %.1f s",
                     self.name,
                     type(error).__name__,
-                    one_line(error),
+                    logs.one_line(error),
                     delay,
                     # A lost connection or a refused page is expected now and
                     # then; anything else comes with its traceback.
@@ -455,7 +449,8 @@ class Worker:
             )
             self.heartbeat.start()
 
-    def _set_state(self, state: Any) -> None:
+    def _set_state(self, state: WorkerState) -> None:
+        """What the heartbeat's row says, once there is a heartbeat."""
         if self.heartbeat is not None:
             self.heartbeat.state = state
 
@@ -492,7 +487,6 @@ class Worker:
             if reconnecting:
                 self.reconnects += 1
                 RECONNECTS.labels(self.name).inc()
-            self.failing = {f.upstream: f.position for f in self._failures(app)}
             logger.info(
                 "%s: %s; following %s",
                 self.name,
@@ -592,10 +586,7 @@ class Worker:
             except Exception as error:
                 self._failed(app, upstream, page, error)
                 raise
-            last = page[-1][1].notification_id
-            if upstream in self.failing and self.failing[upstream] <= last:
-                app.recorder.clear_failures(upstream, last)
-                del self.failing[upstream]
+            if app.note_progress(upstream, page[-1][1].notification_id):
                 logger.info("%s: got past its failure in %s", self.name, upstream)
 
     def _failed(
@@ -616,16 +607,9 @@ class Worker:
             position = first
             event = f"a page of {len(jobs)} events up to position {last}"
             cause = error
-        text = f"{type(cause).__name__}: {one_line(cause)}"
-        recorder: FollowerRecorder = app.recorder
-        try:
-            failure = recorder.record_failure(upstream, position, event, text)
-        except Exception:  # the record is for `status`; the log line says it all
-            logger.exception("%s: could not record its failure", self.name)
-            attempts = "?"
-        else:
-            self.failing[upstream] = position
-            attempts = str(failure.attempts)
+        text = f"{type(cause).__name__}: {logs.one_line(cause)}"
+        failure = app.note_failure(upstream, position, event, cause)
+        attempts = "?" if failure is None else str(failure.attempts)
         logger.error(
             "%s: failed at %s position %d (%s): %s; attempt %s",
             self.name,
@@ -635,16 +619,6 @@ class Worker:
             text,
             attempts,
         )
-
-    @staticmethod
-    def _failures(app: Any) -> list[Any]:
-        try:
-            return list(app.recorder.select_failures())
-        except CONNECTION_ERRORS:
-            raise
-        except Exception:
-            logger.exception("could not read the failures on record")
-            return []
 
     def positions(self) -> str:
         """Where the follower is in each upstream: "Commands at 12, Accounts at 3"."""

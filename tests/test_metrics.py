@@ -243,6 +243,25 @@ def test_the_health_server_answers_probes_and_metrics() -> None:
         urllib.request.urlopen(f"{url}/healthz", timeout=2)
 
 
+def test_the_health_server_answers_head_as_the_web_probes_do() -> None:
+    server = HealthServer("127.0.0.1", 0, lambda: False)
+    server.start()
+    try:
+        url = f"http://127.0.0.1:{server.port}"
+        with urllib.request.urlopen(
+            urllib.request.Request(f"{url}/healthz", method="HEAD"), timeout=5
+        ) as response:
+            assert response.status == 200
+            assert response.read() == b""
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(
+                urllib.request.Request(f"{url}/readyz", method="HEAD"), timeout=5
+            )
+        assert refused.value.code == 503
+    finally:
+        server.stop()
+
+
 def test_a_failing_readiness_check_answers_503() -> None:
     def broken() -> bool:
         raise RuntimeError("no database")

@@ -194,6 +194,19 @@ def test_the_environments_values_are_parsed() -> None:
     }
 
 
+def test_an_applications_own_postgres_setting_is_checked_too() -> None:
+    """The library reads ACCOUNTS_POSTGRES_POOL_SIZE before POSTGRES_POOL_SIZE."""
+    assert check_environment({"ACCOUNTS_POSTGRES_POOL_SIZE": "3"}) == {
+        "ACCOUNTS_POSTGRES_POOL_SIZE": 3
+    }
+    with pytest.raises(ConfigurationError) as raised:
+        check_environment({"INTERFACE_POSTGRES_MAX_OVERFLOW": "lots"})
+    assert str(raised.value) == (
+        "INTERFACE_POSTGRES_MAX_OVERFLOW must be a number of connections, 0 or more, "
+        "not 'lots'"
+    )
+
+
 def test_only_the_two_families_are_checked_for_spelling() -> None:
     assert (
         unknown_variables({"HOME": "/", "PGAPPNAME": "x", "POSTGRES_HOST": "h"}) == []

@@ -16,9 +16,11 @@ from eventsourcing.system import ProcessApplication
 from eventsourcing.utils import resolve_topic
 
 from bankaccounts.infrastructure import PAGE_SIZE
+from bankaccounts.logs import one_line
 from bankaccounts.metrics import EVENTS_PROCESSED, PAGES_PROCESSED
 from bankaccounts.system.followers import (
     PAGE_START,
+    FollowerFailure,
     FollowerRecorder,
     POPOFollowerRecorder,
 )
@@ -140,7 +142,9 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             self._pull_and_process(leader_name, start, stop)
         except UnprocessableEventError as error:
             logger.error("%s", error)  # the cause was logged with its traceback
-            self._note_failure(error)
+            self.note_failure(
+                error.upstream, error.position, error.event, error.__cause__ or error
+            )
         except Exception:
             # The runner prompts again (on new events and at every catch-up), and
             # the follower resumes from its tracking position: nothing is skipped.
@@ -164,36 +168,44 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             )
             if jobs:
                 self.process_events(jobs)
-                self._note_progress(leader_name, jobs[-1][1].notification_id)
+                self.note_progress(leader_name, jobs[-1][1].notification_id)
 
-    def _note_failure(self, error: UnprocessableEventError) -> None:
-        """Records the event it stopped at, for `status` (the log says it anyway)."""
-        cause = error.__cause__ or error
+    def note_failure(
+        self, upstream: str, position: int, event: str, cause: BaseException
+    ) -> FollowerFailure | None:
+        """Records the event it stopped at, for `status`; None if that failed.
+
+        The log says it anyway: a failure to record it is logged, not raised.
+        """
+        text = f"{type(cause).__name__}: {one_line(cause)}"
         try:
-            self.recorder.record_failure(
-                error.upstream,
-                error.position,
-                error.event,
-                f"{type(cause).__name__}: {str(cause).strip() or 'no detail'}",
-            )
+            failure = self.recorder.record_failure(upstream, position, event, text)
         except Exception:
             logger.exception("%s: could not record its failure", self.name)
-        else:
-            self._failures_on_record()[error.upstream] = error.position
+            return None
+        self._failures_on_record()[upstream] = position
+        return failure
 
-    def _note_progress(self, upstream: str, position: int) -> None:
-        """Forgets a failure on record once the follower has got past it."""
+    def note_progress(self, upstream: str, position: int) -> bool:
+        """Forgets a failure on record once past it; True if there was one."""
         failing = self._failures_on_record()
         if upstream in failing and failing[upstream] <= position:
             self.recorder.clear_failures(upstream, position)
             del failing[upstream]
+            return True
+        return False
 
     def _failures_on_record(self) -> dict[str, int]:
         """Per upstream, the position of a failure on record (read once)."""
         if self._failing is None:
-            self._failing = {
-                f.upstream: f.position for f in self.recorder.select_failures()
-            }
+            try:
+                failures = self.recorder.select_failures()
+            except RETRIED_ERRORS:
+                raise
+            except Exception:  # e.g. a schema from before the failures table
+                logger.exception("%s: could not read its failures", self.name)
+                failures = []
+            self._failing = {f.upstream: f.position for f in failures}
         return self._failing
 
     def process_event(self, domain_event: Any, tracking: Tracking) -> None:

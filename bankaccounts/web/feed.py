@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECONNECT_CLOSE_CODE = 1013  # "Try Again Later": reconnect with ?after=<position>
-FINISHED = ("transaction_succeeded", "transaction_failed")
+#: The messages that finish a transaction, and its outcome in the metrics' label.
 OUTCOMES = {"transaction_succeeded": "succeeded", "transaction_failed": "failed"}
 
 
@@ -113,10 +113,11 @@ class FeedHub:
         finished: list[dict[str, Any]] = []
         for message in messages:
             outgoing.append(Outgoing(message.position, encode(message.to_json())))
-            if message.type in FINISHED:
+            outcome = OUTCOMES.get(message.type)
+            if outcome is not None:
                 finished.append(message.data["transaction"])
                 # Every feed message reaches each process's hub once.
-                TRANSACTIONS_FINISHED.labels(OUTCOMES[message.type]).inc()
+                TRANSACTIONS_FINISHED.labels(outcome).inc()
         with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
             self.loop.call_soon_threadsafe(self._publish, outgoing, finished)
 
