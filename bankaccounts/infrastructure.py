@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
@@ -175,11 +175,12 @@ class BankApplication(Application[UUID]):
         try:
             return super()._record(processing_event)
         except (IntegrityError, OperationalError) as error:
-            stored = self._select_stored_events(
+            stored = select_stored_events(
+                self.recorder,
                 [
                     (e.originator_id, e.originator_version)
                     for e in processing_event.events
-                ]
+                ],
             )
             recordings = self._own_recordings(processing_event, stored)
             if recordings is not None:
@@ -194,17 +195,6 @@ class BankApplication(Application[UUID]):
                     with contextlib.suppress(KeyError):
                         self.repository.cache.get(aggregate_id, evict=True)
             raise self._conflict(processing_event, stored, error) from error
-
-    def _select_stored_events(
-        self, positions: list[Position]
-    ) -> dict[Position, Notification] | None:
-        """What is stored at these positions; None if the store can't be asked."""
-        # The MySQL recorder answers itself (bankaccounts/mysql.py), so that this
-        # module does not import the optional SQLAlchemy plugin.
-        own_select = getattr(self.recorder, "select_stored_events", None)
-        if own_select is not None:
-            return cast("dict[Position, Notification]", own_select(positions))
-        return select_stored_events(self.recorder, positions)
 
     def _own_recordings(
         self,

@@ -9,7 +9,7 @@ by position, so each store is asked here in one query (one transaction in SQLite
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID
 
 from eventsourcing.persistence import InterfaceError, Notification, OperationalError
@@ -32,6 +32,11 @@ def select_stored_events(
     """What is stored at each position (absent where nothing is); None: can't ask."""
     if not positions:
         return {}
+    # A recorder may answer itself (the MySQL one, bankaccounts/mysql.py), so that
+    # this module does not import the optional SQLAlchemy plugin.
+    own_select = getattr(recorder, "select_stored_events", None)
+    if own_select is not None:
+        return cast("dict[Position, Notification]", own_select(positions))
     if isinstance(recorder, SQLiteApplicationRecorder):
         return _select_sqlite(recorder, positions)
     if isinstance(recorder, POPOApplicationRecorder):
