@@ -11,16 +11,17 @@ import socket
 import sys
 from typing import TYPE_CHECKING, Any
 
-from bankaccounts import logs, preflight
+from bankaccounts import logs
+from bankaccounts.deploy import preflight
+from bankaccounts.deploy.worker import WORKER_NAMES
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from bankaccounts.settings import ConfigurationError, check_environment
-from bankaccounts.worker import WORKER_NAMES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
     from types import FrameType
 
-    from bankaccounts.preflight import Budget
+    from bankaccounts.deploy.preflight import Budget
 
 logger = logging.getLogger("bankaccounts.cli")
 
@@ -189,7 +190,7 @@ def serve(
     """
     import uvicorn
 
-    from bankaccounts.bootstrap import (
+    from bankaccounts.deploy.bootstrap import (
         Bank,
         DistributedBank,
         data_directory,
@@ -197,8 +198,8 @@ def serve(
         distributed_env,
         system_env,
     )
-    from bankaccounts.datalock import DataDirectoryInUseError, DataDirectoryLock
-    from bankaccounts.preflight import WEB_POOL, DatabaseUnavailableError
+    from bankaccounts.deploy.datalock import DataDirectoryInUseError, DataDirectoryLock
+    from bankaccounts.deploy.preflight import WEB_POOL, DatabaseUnavailableError
     from bankaccounts.web.app import ALLOWED_HOSTS_VARIABLE, create_app
     from bankaccounts.web.websocket import MAX_MESSAGE_BYTES
 
@@ -343,7 +344,7 @@ def check_postgres(
 ) -> None:
     """Connects once with a short timeout: raises DatabaseUnavailableError with
     libpq's reason, or if a table is missing; warns if connections may not fit."""
-    from bankaccounts.preflight import check_database
+    from bankaccounts.deploy.preflight import check_database
 
     check_database(environ, tables=tables, budget=budget)
     if budget is not None:
@@ -366,23 +367,23 @@ def check_sqlalchemy(environ: Mapping[str, str]) -> None:
 
 def web_budget(environ: Mapping[str, str], workers: int) -> Budget:
     """A web process's connections: four pools per uvicorn worker."""
-    from bankaccounts.preflight import WEB_APPLICATIONS, process_budget
+    from bankaccounts.deploy.preflight import WEB_APPLICATIONS, process_budget
 
     return process_budget(environ, WEB_APPLICATIONS, processes=workers)
 
 
 def embedded_budget(environ: Mapping[str, str]) -> Budget:
     """The embedded system's connections: a pool per application."""
-    from bankaccounts.bootstrap import APPLICATION_NAMES
-    from bankaccounts.preflight import process_budget
+    from bankaccounts.deploy.bootstrap import APPLICATION_NAMES
+    from bankaccounts.deploy.preflight import process_budget
 
     return process_budget(environ, APPLICATION_NAMES)
 
 
 def init_db() -> int:
     """Creates the tables of every application of the system, one after another."""
-    from bankaccounts.bootstrap import distributed_env
-    from bankaccounts.preflight import DatabaseUnavailableError
+    from bankaccounts.deploy.bootstrap import distributed_env
+    from bankaccounts.deploy.preflight import DatabaseUnavailableError
     from bankaccounts.system.definition import BankAccountSystem
 
     try:
@@ -403,13 +404,13 @@ def run_worker(
     name: str, health_port: int | None = None, health_host: str = "127.0.0.1"
 ) -> int:
     """Runs one process application until SIGINT or SIGTERM."""
-    from bankaccounts.bootstrap import distributed_env
-    from bankaccounts.preflight import (
+    from bankaccounts.deploy.bootstrap import distributed_env
+    from bankaccounts.deploy.preflight import (
         WORKER_POOL,
         DatabaseUnavailableError,
         worker_budget,
     )
-    from bankaccounts.worker import Worker
+    from bankaccounts.deploy.worker import Worker
 
     # Shows which process a connection belongs to, in pg_stat_activity.
     os.environ.setdefault("PGAPPNAME", f"bankaccounts worker {name}")
@@ -457,9 +458,9 @@ def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> in
     """Prints each follower's position and lag; 1 if one is stuck, 0 otherwise."""
     from eventsourcing.persistence import PersistenceError
 
-    from bankaccounts.bootstrap import system_env
-    from bankaccounts.preflight import DatabaseUnavailableError
-    from bankaccounts.status import SystemStatus, format_table
+    from bankaccounts.deploy.bootstrap import system_env
+    from bankaccounts.deploy.preflight import DatabaseUnavailableError
+    from bankaccounts.deploy.status import SystemStatus, format_table
 
     environ = dict(os.environ)
     if environ.get("PERSISTENCE_MODULE") == POSTGRES_MODULE:

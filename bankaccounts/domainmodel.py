@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
 from typing import TYPE_CHECKING, Any
 from uuid import UUID  # noqa: TC003 (event annotations are resolved at runtime)
@@ -21,6 +22,22 @@ from bankaccounts.validation import ZERO, to_limit, to_money
 if TYPE_CHECKING:
     from datetime import datetime
     from typing import Self
+
+
+@dataclass(frozen=True)
+class UserRef:
+    """Who: a user's id and username, as events and views record them.
+
+    Usernames never change, so an event that names its user by both stays true,
+    and a reader needs no second lookup to show who did what.
+    """
+
+    id: UUID
+    username: str
+
+    def to_json(self) -> dict[str, str]:
+        """{"id", "username"}, as the API shows a user."""
+        return {"id": str(self.id), "username": self.username}
 
 
 class ValueCopy:

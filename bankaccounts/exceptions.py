@@ -131,3 +131,50 @@ class InvalidAccountNameError(ValueError):
 
 class InvalidAccountIdError(ValueError):
     """A value that should be an account id is not a UUID."""
+
+
+class ForbiddenError(Exception):
+    """The acting user may not do this (HTTP 403)."""
+
+
+class AccountNotEmptyError(Exception):
+    """An account with money in it, or a debt, cannot be closed here (HTTP 409)."""
+
+
+class AuthenticationError(Exception):
+    """No valid credentials: a missing, wrong, expired or revoked token (HTTP 401)."""
+
+
+class SignInError(AuthenticationError):
+    """A sign-in failed: one message for an unknown user and a wrong password."""
+
+
+class SignInThrottledError(Exception):
+    """Too many failed sign-ins for a username or from a client (HTTP 429)."""
+
+    def __init__(self, retry_after: int) -> None:
+        """Records how many seconds the client should wait."""
+        super().__init__(
+            f"Too many failed sign-ins: try again in {retry_after} seconds"
+        )
+        self.retry_after = retry_after
+
+
+class UsernameTakenError(ValueError):
+    """A username is taken, ignoring case (HTTP 409)."""
+
+
+class InvalidUsernameError(ValueError):
+    """A username is not 3-32 characters of a-z 0-9 . _ - (HTTP 422)."""
+
+
+class InvalidPasswordError(ValueError):
+    """A password is too short or too long (HTTP 422)."""
+
+
+class UserNotFoundError(LookupError):
+    """No user has this username or id."""
+
+
+class InvalidCursorError(ValueError):
+    """A page cursor is not one this server gave (HTTP 422)."""

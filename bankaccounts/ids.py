@@ -25,6 +25,10 @@ IDEMPOTENCY_KEYS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a01")
 REFUNDS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a02")
 REJECTIONS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a03")
 ABORTED_TRANSACTIONS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a04")
+USERNAMES = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a05")  # a username's claim
+ACCESS_TOKENS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a06")  # a token's record
+FOUNDERS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a07")  # the first user's claim
+USER_KEYS = UUID("6f0b4c1e-3f43-4c8e-9a55-0d6b7f1f0a08")  # a user's idempotency keys
 
 
 def check_idempotency_key(key: object) -> str:

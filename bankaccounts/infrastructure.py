@@ -18,6 +18,7 @@ from eventsourcing.persistence import (
 )
 from eventsourcing.utils import get_topic
 
+from bankaccounts.domainmodel import UserRef
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotFoundError,
@@ -72,6 +73,21 @@ TRANSACTION_ERROR_TYPES: tuple[type[TransactionError], ...] = (
 
 #: The most events a follower pulls and records in one transaction.
 PAGE_SIZE = 500
+
+
+class UserRefAsDict(Transcoding):
+    """Stores a UserRef as its id and username."""
+
+    type = UserRef
+    name = "user_ref"
+
+    def encode(self, obj: UserRef) -> dict[str, str]:
+        """The user's id (as text) and username."""
+        return {"id": str(obj.id), "username": obj.username}
+
+    def decode(self, data: dict[str, str]) -> UserRef:
+        """The UserRef back."""
+        return UserRef(id=UUID(data["id"]), username=data["username"])
 
 
 class VersionConflictError(IntegrityError):
@@ -138,6 +154,7 @@ class BankApplication(Application[UUID]):
         super().register_transcodings(transcoder)
         for error_type in TRANSACTION_ERROR_TYPES:
             transcoder.register(TransactionErrorAsDict(error_type))
+        transcoder.register(UserRefAsDict())
 
     def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
         """Snapshots an aggregate from memory when it is at the snapshot's version.

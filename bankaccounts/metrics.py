@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import Application
 
-    from bankaccounts.status import FollowerStatus
+    from bankaccounts.deploy.status import FollowerStatus
 
 logger = logging.getLogger(__name__)
 
@@ -184,7 +184,7 @@ def follower_statuses(apps: Mapping[str, Application[Any]]) -> list[FollowerStat
     With every application of the system (a web process, the embedded bank), as
     `bankaccounts status` reads them; a worker has only its follower and upstreams.
     """
-    from bankaccounts.status import follower_status, read_statuses
+    from bankaccounts.deploy.status import follower_status, read_statuses
     from bankaccounts.system.definition import BankAccountSystem
 
     follows = BankAccountSystem().follows

@@ -55,7 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.pool import NullPool
 
-from bankaccounts.preflight import DatabaseUnavailableError
+from bankaccounts.deploy.preflight import DatabaseUnavailableError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence

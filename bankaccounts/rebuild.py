@@ -36,9 +36,9 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import Application
 
+    from bankaccounts.readmodel import ReadModelRecorder
     from bankaccounts.system.accounts import Accounts
     from bankaccounts.system.interface import InterfaceApplication
-    from bankaccounts.system.readmodel import ReadModelRecorder
     from bankaccounts.system.sagas import Saga, Sagas
 
 logger = logging.getLogger("bankaccounts.rebuild")
@@ -252,7 +252,7 @@ def rebuild(
 def run(*, dry_run: bool, data_dir: str | None, out: TextIO | None = None) -> int:
     """The command: 0 if the view (rebuilt or not) agrees with the aggregates, 1 if
     not or if it may not be rebuilt now, 2 if there is nothing to rebuild."""
-    from bankaccounts.bootstrap import data_directory, system_env
+    from bankaccounts.deploy.bootstrap import data_directory, system_env
 
     out = out or sys.stdout
     environ = dict(os.environ)
@@ -277,8 +277,8 @@ def run(*, dry_run: bool, data_dir: str | None, out: TextIO | None = None) -> in
 
 
 def _postgres_env(environ: Mapping[str, str]) -> dict[str, str]:
-    from bankaccounts.bootstrap import distributed_env
-    from bankaccounts.preflight import WORKER_POOL
+    from bankaccounts.deploy.bootstrap import distributed_env
+    from bankaccounts.deploy.preflight import WORKER_POOL
 
     return distributed_env({**WORKER_POOL, **environ})
 
@@ -291,14 +291,14 @@ def _hold_interface_lock(
     None to go on, or the exit status if the database is unavailable or the worker
     runs (for a dry run, a note that the view may lag behind, and on).
     """
-    from bankaccounts.preflight import (
+    from bankaccounts.deploy.preflight import (
         DISTRIBUTED_TABLES,
         DatabaseUnavailableError,
         check_database,
         connect,
         schema_of,
     )
-    from bankaccounts.worker import lock_key
+    from bankaccounts.deploy.worker import lock_key
 
     schema = schema_of(env)
     try:
@@ -335,7 +335,7 @@ def _hold_data_directory(
     dry_run: bool,
 ) -> int | None:
     """Takes the data directory's lock: the embedded server must not be running."""
-    from bankaccounts.datalock import DataDirectoryInUseError, DataDirectoryLock
+    from bankaccounts.deploy.datalock import DataDirectoryInUseError, DataDirectoryLock
 
     if directory is None:
         # SQLite files named one by one: nothing tells whether a server uses them.

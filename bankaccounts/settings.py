@@ -14,7 +14,7 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bankaccounts.bootstrap import APPLICATION_NAMES, RUNNERS
+from bankaccounts.deploy.bootstrap import APPLICATION_NAMES, RUNNERS
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS
 
 if TYPE_CHECKING:

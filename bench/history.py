@@ -27,7 +27,7 @@ from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import StoredEvent, Tracking
 from eventsourcing.system import SingleThreadedRunner
 
-from bankaccounts.bootstrap import APPLICATION_NAMES
+from bankaccounts.deploy.bootstrap import APPLICATION_NAMES
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.simpleapplication import SimpleBankAccountApplication
 from bankaccounts.system.accounts import Accounts

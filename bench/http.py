@@ -66,7 +66,7 @@ def store_settings(store: str) -> Iterator[dict[str, str]]:
 
 def bank_env(store: str, settings: Mapping[str, str], data_dir: Path) -> dict[str, str]:
     """The env a Bank in this process takes for the store."""
-    from bankaccounts.bootstrap import system_env
+    from bankaccounts.deploy.bootstrap import system_env
 
     if store == "sqlite":
         return system_env(data_dir, environ={})
@@ -77,7 +77,7 @@ def limit_rate(
     store: str, settings: Mapping[str, str], workdir: Path, seconds: float
 ) -> float:
     """Commands.transfer_funds called directly in one process (SingleThreadedRunner)."""
-    from bankaccounts.bootstrap import Bank
+    from bankaccounts.deploy.bootstrap import Bank
 
     bank = Bank(bank_env(store, settings, workdir / "limit-data"), runner="single")
     bank.start()
@@ -296,7 +296,7 @@ def distributed(
 
 def list_accounts(options: Options) -> list[Row]:
     """GET /api/accounts with many accounts in SQLite, next to listing in-process."""
-    from bankaccounts.bootstrap import Bank, system_env
+    from bankaccounts.deploy.bootstrap import Bank, system_env
     from bankaccounts.domainmodel import BankAccount
 
     count = options.size(10_000, 1_000)

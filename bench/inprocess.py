@@ -14,7 +14,7 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from bankaccounts.bootstrap import APPLICATION_NAMES, RUNNERS, Bank
+from bankaccounts.deploy.bootstrap import APPLICATION_NAMES, RUNNERS, Bank
 from bench.common import (
     STORE_LABELS,
     Chart,
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
     from uuid import UUID
 
-    from bankaccounts.system.readmodel import FeedMessage
+    from bankaccounts.readmodel import FeedMessage
 
 KEY = "inprocess"
 ACCOUNTS = 50
@@ -303,7 +303,7 @@ def run(options: Options) -> Result:
         description=(
             "The whole system (Commands -> Sagas -> Accounts -> Sagas, and the "
             "interface following Accounts and Sagas) in one process, built with "
-            "`bankaccounts.bootstrap.Bank(env, runner=...)` for each runner in "
+            "`bankaccounts.deploy.bootstrap.Bank(env, runner=...)` for each runner in "
             "`RUNNERS`. A transfer between random pairs of "
             f"{ACCOUNTS} funded accounts starts at `Commands.transfer_funds` and "
             "ends when the interface's read model no longer says `pending` (the "

@@ -21,7 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from bankaccounts.bootstrap import system_env
+from bankaccounts.deploy.bootstrap import system_env
 from bankaccounts.system.accounts import Accounts
 from bench.common import Chart, Options, Result, Row, ratio_row
 from bench.rebuild import seed_account_events

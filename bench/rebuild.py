@@ -16,7 +16,7 @@ from uuid import uuid4
 
 from eventsourcing.persistence import StoredEvent
 
-from bankaccounts.bootstrap import APPLICATION_NAMES
+from bankaccounts.deploy.bootstrap import APPLICATION_NAMES
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.interface import InterfaceApplication

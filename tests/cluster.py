@@ -24,7 +24,7 @@ from uuid import uuid4
 
 import psycopg
 
-from bankaccounts.worker import WORKER_NAMES
+from bankaccounts.deploy.worker import WORKER_NAMES
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:

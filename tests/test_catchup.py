@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bankaccounts.bootstrap import Bank, system_env
-from bankaccounts.status import SystemStatus
+from bankaccounts.deploy.bootstrap import Bank, system_env
+from bankaccounts.deploy.status import SystemStatus
 from bankaccounts.system.commands import Commands
 from tests.serverprocess import ServerProcess
 from tests.waiting import wait_for

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bankaccounts.worker import WORKER_NAMES
+from bankaccounts.deploy.worker import WORKER_NAMES
 from tests.cluster import (
     WORKERS,
     Cluster,
@@ -340,7 +340,7 @@ def test_several_web_workers_need_the_distributed_mode(tmp_path: Path) -> None:
 
 
 def test_status_of_the_embedded_bank(tmp_path: Path) -> None:
-    from bankaccounts.bootstrap import Bank, system_env
+    from bankaccounts.deploy.bootstrap import Bank, system_env
 
     bank = Bank(system_env(tmp_path / "data"))
     bank.start()

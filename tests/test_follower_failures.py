@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from bankaccounts.deploy.status import read_statuses
 from bankaccounts.domainmodel import BankAccount
-from bankaccounts.status import read_statuses
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.interface import InterfaceApplication

@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from bankaccounts.bootstrap import Bank, system_env
+from bankaccounts.deploy.bootstrap import Bank, system_env
 from bankaccounts.web.app import create_app
 from tests.liveserver import LiveServer
 

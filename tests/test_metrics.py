@@ -19,11 +19,11 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from bankaccounts.accountapplication import retry_on_conflict
-from bankaccounts.bootstrap import Bank, system_env
-from bankaccounts.healthserver import HealthServer
+from bankaccounts.deploy.bootstrap import Bank, system_env
+from bankaccounts.deploy.healthserver import HealthServer
 from bankaccounts.infrastructure import VersionConflictError
 from bankaccounts.metrics import render_metrics
-from bankaccounts.system.readmodel import POPOReadModelRecorder
+from bankaccounts.readmodel import POPOReadModelRecorder
 from bankaccounts.web.app import create_app
 from bankaccounts.web.feed import FeedHub
 from tests.cluster import request, wait_until_quiet

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from fastapi.testclient import TestClient
 
-from bankaccounts.bootstrap import Bank, DistributedBank, system_env
-from bankaccounts.readiness import DatabaseCheck
+from bankaccounts.deploy.bootstrap import Bank, DistributedBank, system_env
+from bankaccounts.deploy.readiness import DatabaseCheck
 from bankaccounts.web.app import create_app
 from tests.cluster import Cluster
 from tests.tcpproxy import TCPProxy

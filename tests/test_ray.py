@@ -15,7 +15,7 @@ from uuid import uuid4
 
 import pytest
 
-from bankaccounts.bootstrap import Bank
+from bankaccounts.deploy.bootstrap import Bank
 from bankaccounts.exceptions import AccountNotFoundError, InsufficientFundsError
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.definition import BankAccountSystem
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from bankaccounts.deploy.ray import RayRunner
-    from bankaccounts.system.readmodel import FeedMessage
+    from bankaccounts.readmodel import FeedMessage
 
 __all__ = ["ray_session"]  # a fixture, used by name
 
@@ -151,7 +151,7 @@ def test_the_bank_runs_on_ray_without_its_catch_up_thread(ray_session: str) -> N
 
 
 def test_sqlite_is_refused_as_a_ray_store(tmp_path: Path) -> None:
-    from bankaccounts.bootstrap import system_env
+    from bankaccounts.deploy.bootstrap import system_env
 
     with pytest.raises(ValueError, match="SQLite files belong to one process"):
         Bank(system_env(tmp_path), runner="ray")

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from bankaccounts.bootstrap import Bank, system_env
+from bankaccounts.deploy.bootstrap import Bank, system_env
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.interface import InterfaceApplication

@@ -17,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
-from bankaccounts.bootstrap import Bank, system_env
+from bankaccounts.deploy.bootstrap import Bank, system_env
 from bankaccounts.web.app import ALLOWED_HOSTS_VARIABLE, allowed_hosts_from, create_app
 from bankaccounts.web.security import (
     CONTENT_SECURITY_POLICY,

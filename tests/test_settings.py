@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bankaccounts.preflight import Budget, ServerRoom, pool_limit, process_budget
+from bankaccounts.deploy.preflight import Budget, ServerRoom, pool_limit, process_budget
 from bankaccounts.settings import (
     ConfigurationError,
     check_environment,
@@ -235,7 +235,7 @@ def test_a_process_warns_when_its_connections_may_not_fit(
     postgres_env: dict[str, str],
 ) -> None:
     """Ninety uvicorn workers of 20 connections each cannot fit in any test server."""
-    from bankaccounts.preflight import check_database
+    from bankaccounts.deploy.preflight import check_database
 
     budget = process_budget(
         {"POSTGRES_POOL_SIZE": "1", "POSTGRES_MAX_OVERFLOW": "4"},
@@ -245,7 +245,7 @@ def test_a_process_warns_when_its_connections_may_not_fit(
     with pytest.MonkeyPatch.context() as patch:
         warnings: list[str] = []
         patch.setattr(
-            "bankaccounts.preflight.logger.warning",
+            "bankaccounts.deploy.preflight.logger.warning",
             lambda message, *args: warnings.append(message % args),
         )
         room = check_database(postgres_env, budget=budget)

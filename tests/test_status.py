@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, STALE_AFTER
+from bankaccounts.deploy.heartbeat import HEARTBEAT_INTERVAL, STALE_AFTER
 from tests.cluster import WORKERS, follower_states, request, wait_until_quiet
 from tests.waiting import wait_for
 

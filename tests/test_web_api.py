@@ -10,7 +10,7 @@ import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from bankaccounts import bootstrap
+from bankaccounts.deploy import bootstrap
 from bankaccounts.system.commands import Commands
 from bankaccounts.web.api import require_account, transaction_status
 from bankaccounts.web.schemas import TransactionOut

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 from starlette.websockets import WebSocketDisconnect
 
-from bankaccounts.bootstrap import system_env
-from bankaccounts.system.readmodel import FeedMessage
+from bankaccounts.deploy.bootstrap import system_env
+from bankaccounts.readmodel import FeedMessage
 from bankaccounts.web import feed as feed_module
 from bankaccounts.web import websocket as websocket_module
 from bankaccounts.web.feed import RECONNECT_CLOSE_CODE, FeedClient, FeedHub, Outgoing

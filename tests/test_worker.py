@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from bankaccounts.bootstrap import distributed_env
+from bankaccounts.deploy.bootstrap import distributed_env
+from bankaccounts.deploy.status import SystemStatus, format_table
+from bankaccounts.deploy.worker import PAGE_SIZE, TEARDOWN_GRACE, Worker, lock_key
 from bankaccounts.domainmodel import BankAccount
-from bankaccounts.status import SystemStatus, format_table
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
-from bankaccounts.worker import PAGE_SIZE, TEARDOWN_GRACE, Worker, lock_key
 from tests.cluster import Cluster, SilentServer, free_port
 from tests.conftest import connect, postgres_settings
 from tests.tcpproxy import TCPProxy
@@ -165,7 +165,7 @@ def test_a_second_worker_of_a_kind_waits_and_takes_over(
     start_worker: Callable[..., Worker],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    caplog.set_level(logging.INFO, logger="bankaccounts.deploy.worker")
     first = start_worker("Interface", tables)
     wait_for(first.started.is_set, 30, "the first worker did not start")
     second = start_worker("Interface", tables)
@@ -234,7 +234,7 @@ def test_a_worker_failing_on_one_event_says_so_and_backs_off(
     start_worker: Callable[..., Worker],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    caplog.set_level(logging.INFO, logger="bankaccounts.deploy.worker")
     accounts = Accounts(tables)
     try:
         for name in ("Before", "Poison", "After"):
@@ -376,7 +376,7 @@ def test_a_busy_worker_logs_its_progress_and_an_idle_one_does_not(
     start_worker: Callable[..., Worker],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    caplog.set_level(logging.INFO, logger="bankaccounts.deploy.worker")
     worker = start_worker("Interface", tables, progress_interval=0.5)
     wait_for(worker.started.is_set, 30, "the worker did not start")
     accounts = Accounts(tables)
@@ -476,7 +476,7 @@ def test_a_worker_without_the_heartbeat_table_says_to_run_init_db(
         connection.execute(
             f'DROP TABLE "{tables["POSTGRES_SCHEMA"]}".bankaccounts_workers'
         )
-    caplog.set_level(logging.INFO, logger="bankaccounts.worker")
+    caplog.set_level(logging.INFO, logger="bankaccounts.deploy.worker")
     worker = start_worker("Interface", tables, heartbeat_interval=0.2)
     wait_for(worker.started.is_set, 30, "the worker did not start")
     warning = (

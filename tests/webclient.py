@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.testclient import TestClient
 
-from bankaccounts.bootstrap import Bank
+from bankaccounts.deploy.bootstrap import Bank
 from bankaccounts.web.app import create_app
 
 if TYPE_CHECKING:

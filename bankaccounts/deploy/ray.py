@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, cast
 import ray
 from eventsourcing.system import Runner
 
-from bankaccounts.catchup import interval_from_environment
+from bankaccounts.deploy.catchup import interval_from_environment
 from bankaccounts.deploy.rayactor import LOCAL_APPLICATIONS, ApplicationActor, resolve
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.system import System
 
-    from bankaccounts.system.readmodel import FeedMessage
+    from bankaccounts.readmodel import FeedMessage
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ FEED_POLL = 5.0
 class RayRunner(Runner[Any]):
     """Runs each application of a system in a Ray actor of its own."""
 
-    #: Each follower's actor catches up by itself (bankaccounts.catchup leaves it).
+    #: Each follower's actor catches up by itself (deploy.catchup leaves it).
     catches_up_itself = True
 
     def __init__(self, system: System, env: dict[str, str] | None = None) -> None:

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import Notification
     from eventsourcing.system import RecordingEvent, System
 
-    from bankaccounts.system.readmodel import FeedMessage
+    from bankaccounts.readmodel import FeedMessage
 
 logger = logging.getLogger(__name__)
 

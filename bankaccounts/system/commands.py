@@ -18,7 +18,7 @@ from bankaccounts.validation import to_account_id, to_amount
 if TYPE_CHECKING:
     from decimal import Decimal
 
-    from bankaccounts.system.readmodel import TransactionKind
+    from bankaccounts.readmodel import TransactionKind
 
 
 class Command(ValueCopy, Aggregate):

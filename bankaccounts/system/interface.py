@@ -12,9 +12,7 @@ from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.infrastructure import BankApplication
-from bankaccounts.system.batching import BatchProcessApplication
-from bankaccounts.system.postgres import PostgresReadModelRecorder
-from bankaccounts.system.readmodel import (
+from bankaccounts.readmodel import (
     AccountView,
     FeedMessage,
     POPOReadModelRecorder,
@@ -22,6 +20,9 @@ from bankaccounts.system.readmodel import (
     TransactionView,
     ViewChanges,
 )
+from bankaccounts.readmodel.postgres import PostgresReadModelRecorder
+from bankaccounts.readmodel.sqlite import SQLiteReadModelRecorder
+from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.sagas import (
     AbortedTransaction,
     DepositFundsSaga,
@@ -29,7 +30,6 @@ from bankaccounts.system.sagas import (
     TransferFundsSaga,
     WithdrawFundsSaga,
 )
-from bankaccounts.system.sqlite import SQLiteReadModelRecorder
 from bankaccounts.validation import ZERO
 
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from bankaccounts.exceptions import (
         TransactionError,
     )
-    from bankaccounts.system.readmodel import TransactionKind, TransactionStatus
+    from bankaccounts.readmodel import TransactionKind, TransactionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     popo_recorder = POPOReadModelRecorder
     sqlite_recorder = SQLiteReadModelRecorder
     postgres_recorder = PostgresReadModelRecorder
-    mysql_recorder = "bankaccounts.system.mysql:MySQLReadModelRecorder"
+    mysql_recorder = "bankaccounts.readmodel.mysql:MySQLReadModelRecorder"
 
     def __init__(self, env: Any = None) -> None:
         """Starts with no feed listeners."""

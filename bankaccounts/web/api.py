@@ -31,13 +31,13 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator
 from starlette.concurrency import run_in_threadpool
 
-from bankaccounts.bootstrap import Bank
+from bankaccounts.deploy.bootstrap import Bank
 from bankaccounts.exceptions import AccountClosedError, AccountNotFoundError
 from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
 from bankaccounts.logs import request_id
 from bankaccounts.metrics import COMMANDS_RECORDED
+from bankaccounts.readmodel import TransactionView
 from bankaccounts.system.commands import COMMAND_KINDS
-from bankaccounts.system.readmodel import TransactionView
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.schemas import (
     AccountIn,

@@ -15,11 +15,19 @@ from fastapi.templating import Jinja2Templates
 
 from bankaccounts.exceptions import (
     AccountClosedError,
+    AccountNotEmptyError,
     AccountNotFoundError,
+    AuthenticationError,
     CommandConflictError,
+    ForbiddenError,
     InvalidAccountIdError,
     InvalidAccountNameError,
     InvalidAmountError,
+    InvalidCursorError,
+    InvalidPasswordError,
+    InvalidUsernameError,
+    SignInThrottledError,
+    UsernameTakenError,
 )
 from bankaccounts.metrics import watch_applications
 from bankaccounts.web import api, probes, system, websocket
@@ -32,7 +40,7 @@ from bankaccounts.web.security import LOOPBACK_HOSTS, AllowedHosts, add_security
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
-    from bankaccounts.bootstrap import Bank
+    from bankaccounts.deploy.bootstrap import Bank
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -53,6 +61,12 @@ ERROR_STATUS: dict[type[Exception], int] = {
     InvalidAmountError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     InvalidAccountIdError: status.HTTP_422_UNPROCESSABLE_CONTENT,
     InvalidAccountNameError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidCursorError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidUsernameError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    InvalidPasswordError: status.HTTP_422_UNPROCESSABLE_CONTENT,
+    UsernameTakenError: status.HTTP_409_CONFLICT,
+    AccountNotEmptyError: status.HTTP_409_CONFLICT,
+    ForbiddenError: status.HTTP_403_FORBIDDEN,
 }
 
 
@@ -122,7 +136,28 @@ def create_app(
     for error_type, code in ERROR_STATUS.items():
         app.add_exception_handler(error_type, _error_handler(code))
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
+    app.add_exception_handler(AuthenticationError, _authentication_error_handler)
+    app.add_exception_handler(SignInThrottledError, _throttled_handler)
     return app
+
+
+async def _authentication_error_handler(_: Request, error: Exception) -> JSONResponse:
+    """401 with the scheme to use, as RFC 6750 asks."""
+    return JSONResponse(
+        {"detail": str(error) or "Sign in first"},
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+async def _throttled_handler(_: Request, error: Exception) -> JSONResponse:
+    """429 with Retry-After: the seconds until another sign-in is tried."""
+    assert isinstance(error, SignInThrottledError)
+    return JSONResponse(
+        {"detail": str(error)},
+        status_code=status.HTTP_429_TOO_MANY_REQUESTS,
+        headers={"Retry-After": str(error.retry_after)},
+    )
 
 
 async def _validation_error_handler(_: Request, error: Exception) -> JSONResponse:
@@ -155,7 +190,7 @@ def create_distributed_app() -> FastAPI:
     """
     import os
 
-    from bankaccounts.bootstrap import DistributedBank
+    from bankaccounts.deploy.bootstrap import DistributedBank
 
     return create_app(
         DistributedBank(dict(os.environ)),

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from uuid import UUID
 
-    from bankaccounts.system.readmodel import FeedMessage, ReadModelRecorder
+    from bankaccounts.readmodel import FeedMessage, ReadModelRecorder
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from bankaccounts.web.security import (
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from bankaccounts.bootstrap import Bank
+    from bankaccounts.deploy.bootstrap import Bank
     from bankaccounts.web.feed import FeedClient, FeedHub
 
 logger = logging.getLogger(__name__)

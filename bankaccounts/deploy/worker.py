@@ -15,7 +15,7 @@ One worker of a kind runs at a time: each holds a PostgreSQL advisory lock, name
 for its schema and application, on a connection of its own; a second one waits for
 the lock, and takes over when the first stops or dies.
 
-Each worker process keeps a heartbeat row (bankaccounts.heartbeat) for `bankaccounts
+Each worker process keeps a heartbeat row (deploy.heartbeat) for `bankaccounts
 status`, logs a progress line every PROGRESS_INTERVAL seconds while it processes
 events, and may serve /healthz, /readyz and /metrics on a port of its own. It follows
 in a thread of its own, so that stop() (SIGTERM) ends a connect attempt or a wait for
@@ -41,13 +41,13 @@ from eventsourcing.postgres import PostgresApplicationRecorder
 from eventsourcing.projection import BaseProjectionRunner
 
 from bankaccounts import logs
-from bankaccounts.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
+from bankaccounts.deploy.heartbeat import HEARTBEAT_INTERVAL, Heartbeat
+from bankaccounts.deploy.status import count_after
+from bankaccounts.deploy.subscription import POLL_INTERVAL, PollingPostgresSubscription
 from bankaccounts.infrastructure import PAGE_SIZE
 from bankaccounts.metrics import RECONNECTS, watch_applications
-from bankaccounts.status import count_after
 from bankaccounts.system.batching import UnprocessableEventError
 from bankaccounts.system.definition import BankAccountSystem
-from bankaccounts.system.postgres import POLL_INTERVAL, PollingPostgresSubscription
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -57,10 +57,10 @@ if TYPE_CHECKING:
     from eventsourcing.persistence import ApplicationRecorder, Tracking
     from eventsourcing.postgres import PostgresDatastore
 
-    from bankaccounts.heartbeat import WorkerState
+    from bankaccounts.deploy.heartbeat import WorkerState
     from bankaccounts.system.batching import BatchProcessApplication, Job
 
-logger = logging.getLogger("bankaccounts.worker")
+logger = logging.getLogger("bankaccounts.deploy.worker")
 
 WORKER_NAMES = {"sagas": "Sagas", "accounts": "Accounts", "interface": "Interface"}
 
@@ -355,7 +355,7 @@ class Worker:
         OSError if the health port cannot be bound.
         """
         if self.health_port is not None:
-            from bankaccounts.healthserver import HealthServer
+            from bankaccounts.deploy.healthserver import HealthServer
 
             self.health = HealthServer(
                 self.health_host, self.health_port, self.is_ready

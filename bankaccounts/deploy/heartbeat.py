@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from datetime import datetime
 
-logger = logging.getLogger("bankaccounts.worker")
+logger = logging.getLogger("bankaccounts.deploy.worker")
 
 #: Seconds between a worker's updates of its row.
 HEARTBEAT_INTERVAL = 2.0

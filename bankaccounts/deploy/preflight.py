@@ -27,7 +27,7 @@ from bankaccounts.logs import one_line
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-logger = logging.getLogger("bankaccounts.preflight")
+logger = logging.getLogger("bankaccounts.deploy.preflight")
 
 #: Seconds to wait for the first connection when POSTGRES_CONNECT_TIMEOUT is unset.
 DEFAULT_CHECK_TIMEOUT = 5

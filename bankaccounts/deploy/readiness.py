@@ -23,9 +23,9 @@ from psycopg.sql import SQL, Identifier
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from bankaccounts.system.readmodel import ReadModelRecorder
+    from bankaccounts.readmodel import ReadModelRecorder
 
-logger = logging.getLogger("bankaccounts.readiness")
+logger = logging.getLogger("bankaccounts.deploy.readiness")
 
 #: Seconds a readiness check waits for the database (probes time out after 1-5 s).
 READY_TIMEOUT = 2.0

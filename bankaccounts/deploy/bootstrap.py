@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunner
 
-from bankaccounts.catchup import CatchUp, interval_from_environment
+from bankaccounts.deploy.catchup import CatchUp, interval_from_environment
+from bankaccounts.deploy.readiness import DatabaseCheck
+from bankaccounts.deploy.status import read_statuses
 from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import sqlite_env
-from bankaccounts.readiness import DatabaseCheck
-from bankaccounts.status import read_statuses
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import Application
 
-    from bankaccounts.status import FollowerStatus
-    from bankaccounts.system.postgres import PostgresFeedSubscription
-    from bankaccounts.system.readmodel import FeedMessage
+    from bankaccounts.deploy.status import FollowerStatus
+    from bankaccounts.deploy.subscription import PostgresFeedSubscription
+    from bankaccounts.readmodel import FeedMessage
 
 
 def _ray_runner(system: BankAccountSystem, env: Mapping[str, str]) -> Runner[Any]:
@@ -238,10 +238,8 @@ class DistributedBank(Bank):
 
     def start(self) -> None:
         """Connects the applications and starts following the feed."""
-        from bankaccounts.system.postgres import (
-            PostgresFeedSubscription,
-            PostgresReadModelRecorder,
-        )
+        from bankaccounts.deploy.subscription import PostgresFeedSubscription
+        from bankaccounts.readmodel.postgres import PostgresReadModelRecorder
 
         for cls in (Commands, Accounts, InterfaceApplication):
             self._apps[cls] = cls(env=self.env)

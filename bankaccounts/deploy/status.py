@@ -1,7 +1,7 @@
 """How far each follower of the system has got in each of its upstream applications.
 
 In the distributed deployment, also whether its worker is alive: each worker keeps a
-heartbeat row (bankaccounts.heartbeat), and a follower with no live worker is `down`,
+heartbeat row (deploy.heartbeat), and a follower with no live worker is `down`,
 one with two (one running, one waiting its turn counts) `duplicate`. The embedded bank
 runs every follower in its one process and keeps no heartbeats: its followers are
 judged by their positions alone, as are those of a deployment whose workers have all
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.postgres import PostgresDatastore
 
-from bankaccounts.heartbeat import WorkerBeat, read_workers
+from bankaccounts.deploy.heartbeat import WorkerBeat, read_workers
 from bankaccounts.system.definition import BankAccountSystem
 
 if TYPE_CHECKING:
