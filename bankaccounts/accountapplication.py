@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
 
-from bankaccounts.domainmodel import BankAccount
+from bankaccounts.domainmodel import BankAccount, UserRef
 from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import BankApplication, VersionConflictError
 from bankaccounts.metrics import CONFLICT_RETRIES, VERSION_CONFLICTS
@@ -95,9 +95,14 @@ class AccountApplication(BankApplication):
         """Guards a read-modify-write of accounts; subclasses with threads lock it."""
         return contextlib.nullcontext()
 
-    def create_account(self, name: str | None = None) -> UUID:
-        """Opens an account with an optional display name and returns its id."""
-        account = BankAccount(name=to_name(name))
+    def create_account(
+        self, name: str | None = None, *, owner: UserRef | None = None
+    ) -> UUID:
+        """Opens an account with an optional display name and owner; returns its id."""
+        if owner is not None and not isinstance(owner, UserRef):
+            msg = f"owner must be a UserRef or None, not {owner!r}"
+            raise TypeError(msg)
+        account = BankAccount(name=to_name(name), owner=owner)
         with self.writing():
             self.save(account)
         return account.id

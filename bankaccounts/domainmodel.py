@@ -58,12 +58,51 @@ class ValueCopy:
 
 
 class BankAccount(ValueCopy, Aggregate):
-    """An account with a balance, an overdraft limit and a history of transactions."""
+    """An account with a balance, an overdraft limit and a history of transactions.
 
-    @event("Opened")
-    def __init__(self, name: str | None = None) -> None:
+    Its events are declared with defaults for what later versions added (the owner,
+    who initiated a transaction, its counterparty): an event stored before then has
+    no such attribute, and reads as the default.
+    """
+
+    #: Who owns the account; None for accounts opened before owners were recorded
+    #: (a snapshot taken then has no such attribute).
+    owner: UserRef | None = None
+
+    class Opened(Aggregate.Created):
+        """The account was opened, by and for its owner if it has one."""
+
+        name: str | None
+        owner: UserRef | None = None
+
+    class TransactionAppended(Aggregate.Event):
+        """Money came in (a positive amount) or went out (a negative one)."""
+
+        amount: Decimal
+        transaction_id: UUID | None
+        initiated_by: UserRef | None = None
+        counterparty_id: UUID | None = None
+
+    class OverdraftLimitSet(Aggregate.Event):
+        """The overdraft limit changed."""
+
+        overdraft_limit: Decimal
+
+    class Closed(Aggregate.Event):
+        """The account was closed."""
+
+    class ErrorRecorded(Aggregate.Event):
+        """A requested transaction was refused, and why."""
+
+        error: TransactionError
+        transaction_id: UUID | None
+        initiated_by: UserRef | None = None
+
+    @event(Opened)
+    def __init__(self, name: str | None = None, owner: UserRef | None = None) -> None:
         """Opens an account with a zero balance and no overdraft."""
         self.name = name
+        self.owner = owner
         self.balance: Decimal = ZERO
         self.overdraft_limit: Decimal = ZERO
         self.is_closed = False
@@ -79,10 +118,14 @@ class BankAccount(ValueCopy, Aggregate):
         transaction_id: UUID | None = None,
         *,
         is_refund: bool = False,
+        initiated_by: UserRef | None = None,
+        counterparty_id: UUID | None = None,
     ) -> None:
         """Adds a credit (positive) or debit (negative) to the balance.
 
         A refund returns money that left this account, so a closed account takes it.
+        The event records who initiated the transaction and, for a transfer or its
+        refund, the other account.
         """
         amount = to_money(amount)
         if not is_refund:
@@ -90,10 +133,18 @@ class BankAccount(ValueCopy, Aggregate):
             # A refund is never refused: it returns money that left this account.
             self.check_balance_limit(amount)
         self.check_has_sufficient_funds(amount)
-        self._append_transaction(amount, transaction_id)
+        self._append_transaction(amount, transaction_id, initiated_by, counterparty_id)
 
-    @event("TransactionAppended")
-    def _append_transaction(self, amount: Decimal, transaction_id: UUID | None) -> None:
+    # The library's decorated methods take no keyword-only arguments (their defaults
+    # are not applied), so the events' optional arguments are plain ones here.
+    @event(TransactionAppended)
+    def _append_transaction(
+        self,
+        amount: Decimal,
+        transaction_id: UUID | None,
+        initiated_by: UserRef | None = None,
+        counterparty_id: UUID | None = None,
+    ) -> None:
         self.balance += amount
 
     def set_overdraft_limit(self, overdraft_limit: Decimal) -> None:
@@ -102,7 +153,7 @@ class BankAccount(ValueCopy, Aggregate):
         self.check_account_is_not_closed()
         self._set_overdraft_limit(overdraft_limit)
 
-    @event("OverdraftLimitSet")
+    @event(OverdraftLimitSet)
     def _set_overdraft_limit(self, overdraft_limit: Decimal) -> None:
         self.overdraft_limit = overdraft_limit
 
@@ -111,15 +162,28 @@ class BankAccount(ValueCopy, Aggregate):
         if not self.is_closed:
             self._close()
 
-    @event("Closed")
+    @event(Closed)
     def _close(self) -> None:
         self.is_closed = True
 
-    @event("ErrorRecorded")
     def record_error(
-        self, error: TransactionError, transaction_id: UUID | None = None
+        self,
+        error: TransactionError,
+        transaction_id: UUID | None = None,
+        *,
+        initiated_by: UserRef | None = None,
     ) -> None:
-        """Records why a requested transaction was not applied."""
+        """Records why a requested transaction was not applied (and who asked)."""
+        self._record_error(error, transaction_id, initiated_by)
+
+    @event(ErrorRecorded)
+    def _record_error(
+        self,
+        error: TransactionError,
+        transaction_id: UUID | None,
+        initiated_by: UserRef | None = None,
+    ) -> None:
+        pass
 
     def check_account_is_not_closed(self) -> None:
         """Raises AccountClosedError if the account is closed."""

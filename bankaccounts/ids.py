@@ -47,6 +47,18 @@ def command_id_for_key(key: str, scope: str = "") -> UUID:
     return uuid5(IDEMPOTENCY_KEYS, f"{scope}/{check_idempotency_key(key)}")
 
 
+def command_id_for_user_key(key: str, user_id: UUID) -> UUID:
+    """The id of the command a user named with this key: each user's keys apart.
+
+    Two users who happen to choose the same key make two requests, and neither can
+    find, nor block, the other's.
+    """
+    if not isinstance(user_id, UUID):
+        msg = f"a user's keys are scoped by the user's id (a UUID), not {user_id!r}"
+        raise TypeError(msg)
+    return uuid5(USER_KEYS, f"{user_id}/{check_idempotency_key(key)}")
+
+
 def derived_id(namespace: UUID, *parts: UUID) -> UUID:
     """An id the system derives from others, in a namespace of its kind."""
     return uuid5(namespace, "/".join(str(part) for part in parts))

@@ -12,32 +12,42 @@ if TYPE_CHECKING:
     from decimal import Decimal
     from uuid import UUID
 
+    from bankaccounts.domainmodel import UserRef
+
 
 class SimpleBankAccountApplication(AccountApplication):
     """Opens and closes accounts, and moves money in, out and between them."""
 
     def deposit_funds(
-        self, credit_account_id: UUID, amount: Decimal | str | int
+        self,
+        credit_account_id: UUID,
+        amount: Decimal | str | int,
+        *,
+        initiated_by: UserRef | None = None,
     ) -> None:
         """Adds the amount to the account."""
         amount = to_amount(amount)
 
         def write() -> None:
             account = self.get_account(credit_account_id)
-            account.append_transaction(amount)
+            account.append_transaction(amount, initiated_by=initiated_by)
             self.save(account)
 
         retry_on_conflict(self, write)
 
     def withdraw_funds(
-        self, debit_account_id: UUID, amount: Decimal | str | int
+        self,
+        debit_account_id: UUID,
+        amount: Decimal | str | int,
+        *,
+        initiated_by: UserRef | None = None,
     ) -> None:
         """Takes the amount from the account."""
         amount = to_amount(amount)
 
         def write() -> None:
             account = self.get_account(debit_account_id)
-            account.append_transaction(-amount)
+            account.append_transaction(-amount, initiated_by=initiated_by)
             self.save(account)
 
         retry_on_conflict(self, write)
@@ -47,6 +57,8 @@ class SimpleBankAccountApplication(AccountApplication):
         debit_account_id: UUID,
         credit_account_id: UUID,
         amount: Decimal | str | int,
+        *,
+        initiated_by: UserRef | None = None,
     ) -> None:
         """Moves the amount between two accounts in one write: both or neither."""
         amount = to_amount(amount)
@@ -57,8 +69,16 @@ class SimpleBankAccountApplication(AccountApplication):
         def write() -> None:
             debit_account = self.get_account(debit_account_id)
             credit_account = self.get_account(credit_account_id)
-            debit_account.append_transaction(-amount)
-            credit_account.append_transaction(amount)
+            debit_account.append_transaction(
+                -amount,
+                initiated_by=initiated_by,
+                counterparty_id=credit_account.id,
+            )
+            credit_account.append_transaction(
+                amount,
+                initiated_by=initiated_by,
+                counterparty_id=debit_account.id,
+            )
             self.save(debit_account, credit_account)
 
         retry_on_conflict(self, write)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from eventsourcing.domain import DomainEventProtocol
     from eventsourcing.utils import EnvType
 
+    from bankaccounts.domainmodel import UserRef
     from bankaccounts.system.batching import Job
 
 
@@ -41,7 +42,7 @@ TARGET_ACCOUNT: dict[type[Any], str] = {
     DepositFundsSaga.Created: "credit_account_id",
     WithdrawFundsSaga.Created: "debit_account_id",
     TransferFundsSaga.Created: "debit_account_id",
-    TransferFundsSaga.DebitRecorded: "credit_account_id",  # type: ignore[attr-defined]
+    TransferFundsSaga.DebitRecorded: "credit_account_id",
     RefundFundsSaga.Created: "account_id",
 }
 
@@ -55,7 +56,7 @@ class Accounts(AccountApplication, BatchProcessApplication):
             DepositFundsSaga.Created,
             WithdrawFundsSaga.Created,
             TransferFundsSaga.Created,
-            TransferFundsSaga.DebitRecorded,  # type: ignore[attr-defined]
+            TransferFundsSaga.DebitRecorded,
             RefundFundsSaga.Created,
         )
     )
@@ -113,9 +114,19 @@ class Accounts(AccountApplication, BatchProcessApplication):
             domain_event.amount,
             domain_event.originator_id,
             processing_event,
+            initiated_by=domain_event.initiated_by,
         )
 
     @policy.register(WithdrawFundsSaga.Created)
+    def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._apply(
+            domain_event.debit_account_id,
+            -domain_event.amount,
+            domain_event.originator_id,
+            processing_event,
+            initiated_by=domain_event.initiated_by,
+        )
+
     @policy.register(TransferFundsSaga.Created)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         self._apply(
@@ -123,15 +134,19 @@ class Accounts(AccountApplication, BatchProcessApplication):
             -domain_event.amount,
             domain_event.originator_id,
             processing_event,
+            initiated_by=domain_event.initiated_by,
+            counterparty_id=domain_event.credit_account_id,
         )
 
-    @policy.register(TransferFundsSaga.DebitRecorded)  # type: ignore[attr-defined]
+    @policy.register(TransferFundsSaga.DebitRecorded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         self._apply(
             domain_event.credit_account_id,
             domain_event.amount,
             domain_event.originator_id,
             processing_event,
+            initiated_by=domain_event.initiated_by,
+            counterparty_id=domain_event.debit_account_id,
         )
 
     @policy.register(RefundFundsSaga.Created)
@@ -142,6 +157,8 @@ class Accounts(AccountApplication, BatchProcessApplication):
             domain_event.originator_id,
             processing_event,
             is_refund=True,
+            initiated_by=domain_event.initiated_by,
+            counterparty_id=domain_event.counterparty_id,
         )
 
     def _apply(
@@ -152,6 +169,8 @@ class Accounts(AccountApplication, BatchProcessApplication):
         processing_event: ProcessingEvent[UUID],
         *,
         is_refund: bool = False,
+        initiated_by: UserRef | None = None,
+        counterparty_id: UUID | None = None,
     ) -> None:
         try:
             account = self.collected(processing_event, account_id) or self.get_account(
@@ -164,7 +183,13 @@ class Accounts(AccountApplication, BatchProcessApplication):
             processing_event.collect_events(rejection)
             return
         try:
-            account.append_transaction(amount, transaction_id, is_refund=is_refund)
+            account.append_transaction(
+                amount,
+                transaction_id,
+                is_refund=is_refund,
+                initiated_by=initiated_by,
+                counterparty_id=counterparty_id,
+            )
         except TransactionError as error:
-            account.record_error(error, transaction_id)
+            account.record_error(error, transaction_id, initiated_by=initiated_by)
         processing_event.collect_events(account)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal  # noqa: TC003 (event annotations are resolved at runtime)
 from typing import TYPE_CHECKING, Any, cast
 from uuid import UUID  # noqa: TC003 (event annotations are resolved at runtime)
 
@@ -10,7 +11,12 @@ from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.utils import get_topic
 
-from bankaccounts.domainmodel import BankAccount, RejectedTransaction, ValueCopy
+from bankaccounts.domainmodel import (
+    BankAccount,
+    RejectedTransaction,
+    UserRef,
+    ValueCopy,
+)
 from bankaccounts.ids import ABORTED_TRANSACTIONS, REFUNDS, derived_id
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.system.batching import BatchProcessApplication
@@ -22,18 +28,22 @@ from bankaccounts.system.commands import (
 )
 
 if TYPE_CHECKING:
-    from decimal import Decimal
-
     from eventsourcing.domain import DomainEventProtocol
 
     from bankaccounts.exceptions import TransactionError
 
 
 class Saga(ValueCopy, Aggregate):
-    """A transaction in progress: it ends succeeded, or errored with the reasons."""
+    """A transaction in progress: it ends succeeded, or errored with the reasons.
+
+    Each kind declares its Created event, with a default for who initiated it: a
+    saga started before initiators were recorded is read as initiated by nobody.
+    """
 
     has_succeeded: bool = False
     has_errored: bool = False
+    #: Who asked for the transaction; None if nobody was named.
+    initiated_by: UserRef | None = None
 
     def __init__(self) -> None:
         """Starts with no errors."""
@@ -69,10 +79,24 @@ class Saga(ValueCopy, Aggregate):
 class DepositFundsSaga(Saga):
     """Credits one account."""
 
-    @event("Created")
-    def __init__(self, id: UUID, credit_account_id: UUID, amount: Decimal) -> None:  # noqa: A002
+    class Created(Saga.Created):
+        """A deposit started."""
+
+        credit_account_id: UUID
+        amount: Decimal
+        initiated_by: UserRef | None = None
+
+    @event(Created)
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002
+        credit_account_id: UUID,
+        amount: Decimal,
+        initiated_by: UserRef | None = None,
+    ) -> None:
         """Asks Accounts to credit the account."""
         super().__init__()
+        self.initiated_by = initiated_by
         self.credit_account_id = credit_account_id
         self.amount = amount
 
@@ -80,10 +104,24 @@ class DepositFundsSaga(Saga):
 class WithdrawFundsSaga(Saga):
     """Debits one account."""
 
-    @event("Created")
-    def __init__(self, id: UUID, debit_account_id: UUID, amount: Decimal) -> None:  # noqa: A002
+    class Created(Saga.Created):
+        """A withdrawal started."""
+
+        debit_account_id: UUID
+        amount: Decimal
+        initiated_by: UserRef | None = None
+
+    @event(Created)
+    def __init__(
+        self,
+        id: UUID,  # noqa: A002
+        debit_account_id: UUID,
+        amount: Decimal,
+        initiated_by: UserRef | None = None,
+    ) -> None:
         """Asks Accounts to debit the account."""
         super().__init__()
+        self.initiated_by = initiated_by
         self.debit_account_id = debit_account_id
         self.amount = amount
 
@@ -91,18 +129,40 @@ class WithdrawFundsSaga(Saga):
 class RefundFundsSaga(Saga):
     """Pays a transfer's debit back when its credit failed."""
 
+    #: The account the transfer's credit failed on; None for refunds started before
+    #: it was recorded.
+    counterparty_id: UUID | None = None
+
+    class Created(Saga.Created):
+        """A refund started; initiated by whoever initiated the transfer."""
+
+        transfer_id: UUID
+        account_id: UUID
+        amount: Decimal
+        initiated_by: UserRef | None = None
+        counterparty_id: UUID | None = None
+
     @staticmethod
     def create_id(transfer_id: UUID) -> UUID:
         """One refund per transfer, in a namespace no client key can reach."""
         return derived_id(REFUNDS, transfer_id)
 
-    @event("Created")
-    def __init__(self, transfer_id: UUID, account_id: UUID, amount: Decimal) -> None:
+    @event(Created)
+    def __init__(
+        self,
+        transfer_id: UUID,
+        account_id: UUID,
+        amount: Decimal,
+        initiated_by: UserRef | None = None,
+        counterparty_id: UUID | None = None,
+    ) -> None:
         """Asks Accounts to credit the debited account."""
         super().__init__()
+        self.initiated_by = initiated_by
         self.transfer_id = transfer_id
         self.account_id = account_id
         self.amount = amount
+        self.counterparty_id = counterparty_id
 
 
 class TransferFundsSaga(Saga):
@@ -111,16 +171,39 @@ class TransferFundsSaga(Saga):
     has_debited: bool = False
     refund_id: UUID | None = None
 
-    @event("Created")
+    class Created(Saga.Created):
+        """A transfer started."""
+
+        debit_account_id: UUID
+        credit_account_id: UUID
+        amount: Decimal
+        initiated_by: UserRef | None = None
+
+    class DebitRecorded(Saga.Event):
+        """The debit was applied; the event names the credit, for Accounts.
+
+        Accounts applies the credit from it without asking Sagas: the debited
+        account (the credit's counterparty) and the initiator came later, and are
+        None in events stored before.
+        """
+
+        credit_account_id: UUID
+        amount: Decimal
+        debit_account_id: UUID | None = None
+        initiated_by: UserRef | None = None
+
+    @event(Created)
     def __init__(
         self,
         id: UUID,  # noqa: A002
         debit_account_id: UUID,
         credit_account_id: UUID,
         amount: Decimal,
+        initiated_by: UserRef | None = None,
     ) -> None:
         """Asks Accounts to debit the first account."""
         super().__init__()
+        self.initiated_by = initiated_by
         self.debit_account_id = debit_account_id
         self.credit_account_id = credit_account_id
         self.amount = amount
@@ -128,7 +211,12 @@ class TransferFundsSaga(Saga):
     def on_transaction_appended(self, account_id: UUID) -> list[Saga]:
         """After the debit, asks for the credit; after the credit, succeeds."""
         if not self.has_debited and account_id == self.debit_account_id:
-            self._record_debit(self.credit_account_id, self.amount)
+            self._record_debit(
+                self.credit_account_id,
+                self.amount,
+                self.debit_account_id,
+                self.initiated_by,
+            )
         elif self.has_debited and account_id == self.credit_account_id:
             self._succeed()
         return []
@@ -141,7 +229,11 @@ class TransferFundsSaga(Saga):
             self._fail(error)
             return []
         refund = RefundFundsSaga(
-            transfer_id=self.id, account_id=self.debit_account_id, amount=self.amount
+            transfer_id=self.id,
+            account_id=self.debit_account_id,
+            amount=self.amount,
+            initiated_by=self.initiated_by,
+            counterparty_id=self.credit_account_id,
         )
         self._request_refund(error, refund.id)
         return [refund]
@@ -150,9 +242,14 @@ class TransferFundsSaga(Saga):
         """Ends errored with the credit's error once the debit is paid back."""
         self._fail(self.credit_error)
 
-    @event("DebitRecorded")
-    def _record_debit(self, credit_account_id: UUID, amount: Decimal) -> None:
-        # The event names the credit, so Accounts can apply it without asking Sagas.
+    @event(DebitRecorded)
+    def _record_debit(
+        self,
+        credit_account_id: UUID,
+        amount: Decimal,
+        debit_account_id: UUID | None = None,
+        initiated_by: UserRef | None = None,
+    ) -> None:
         self.has_debited = True
 
     @event("RefundRequested")
@@ -168,12 +265,23 @@ class AbortedTransaction(ValueCopy, Aggregate):
     fault), so that the client learns the outcome instead of waiting for ever.
     """
 
+    class Recorded(Aggregate.Created):
+        """The request ended failed; initiated_by is None in events stored before."""
+
+        transaction_id: UUID
+        kind: str
+        debit_account_id: UUID | None
+        credit_account_id: UUID | None
+        amount: Decimal
+        reason: str
+        initiated_by: UserRef | None = None
+
     @staticmethod
     def create_id(transaction_id: UUID) -> UUID:
         """One per transaction, in a namespace of its own."""
         return derived_id(ABORTED_TRANSACTIONS, transaction_id)
 
-    @event("Recorded")
+    @event(Recorded)
     def __init__(
         self,
         transaction_id: UUID,
@@ -182,14 +290,16 @@ class AbortedTransaction(ValueCopy, Aggregate):
         credit_account_id: UUID | None,
         amount: Decimal,
         reason: str,
+        initiated_by: UserRef | None = None,
     ) -> None:
-        """Records the request and why it was not carried out."""
+        """Records the request, who made it and why it was not carried out."""
         self.transaction_id = transaction_id
         self.kind = kind
         self.debit_account_id = debit_account_id
         self.credit_account_id = credit_account_id
         self.amount = amount
         self.reason = reason
+        self.initiated_by = initiated_by
 
 
 #: The kind of transaction a command's Created event asks for.
@@ -207,8 +317,8 @@ class Sagas(BankApplication, BatchProcessApplication):
             DepositFundsCommand.Created,
             WithdrawFundsCommand.Created,
             TransferFundsCommand.Created,
-            BankAccount.TransactionAppended,  # type: ignore[attr-defined]
-            BankAccount.ErrorRecorded,  # type: ignore[attr-defined]
+            BankAccount.TransactionAppended,
+            BankAccount.ErrorRecorded,
             RejectedTransaction.Recorded,  # type: ignore[attr-defined]
         )
     )
@@ -235,6 +345,7 @@ class Sagas(BankApplication, BatchProcessApplication):
                     f"The bank could not process this {kind} "
                     f"({type(error).__name__}); no money was moved"
                 ),
+                initiated_by=domain_event.initiated_by,
             )
         ]
 
@@ -256,6 +367,7 @@ class Sagas(BankApplication, BatchProcessApplication):
             id=domain_event.originator_id,
             credit_account_id=domain_event.credit_account_id,
             amount=domain_event.amount,
+            initiated_by=domain_event.initiated_by,
         )
         processing_event.collect_events(saga)
 
@@ -265,6 +377,7 @@ class Sagas(BankApplication, BatchProcessApplication):
             id=domain_event.originator_id,
             debit_account_id=domain_event.debit_account_id,
             amount=domain_event.amount,
+            initiated_by=domain_event.initiated_by,
         )
         processing_event.collect_events(saga)
 
@@ -275,10 +388,11 @@ class Sagas(BankApplication, BatchProcessApplication):
             debit_account_id=domain_event.debit_account_id,
             credit_account_id=domain_event.credit_account_id,
             amount=domain_event.amount,
+            initiated_by=domain_event.initiated_by,
         )
         processing_event.collect_events(saga)
 
-    @policy.register(BankAccount.TransactionAppended)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.TransactionAppended)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         saga = self._find_saga(domain_event.transaction_id, processing_event)
         if saga is None or saga.is_finished:
@@ -293,7 +407,7 @@ class Sagas(BankApplication, BatchProcessApplication):
             transfer.on_refunded()
             processing_event.collect_events(transfer)
 
-    @policy.register(BankAccount.ErrorRecorded)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.ErrorRecorded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         self._fail_saga(
             domain_event.transaction_id,
