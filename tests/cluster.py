@@ -25,6 +25,7 @@ from uuid import uuid4
 import psycopg
 
 from bankaccounts.deploy.worker import WORKER_NAMES
+from tests.signin import STAFF, Session, sign_in
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -124,6 +125,7 @@ class Cluster:
         self.logs_dir = logs_dir
         self.processes: dict[str, Process] = {}
         self.terminated = 0
+        self._staff: Session | None = None
 
     def cli(
         self, *args: str, timeout: float = 60.0
@@ -184,6 +186,19 @@ class Cluster:
         self.start(name)
         return process.url
 
+    def signed_in(self, url: str) -> Session:
+        """The staff user at a web process (signed up on the first one asked)."""
+        if self._staff is None:
+            self._staff = sign_in(url, STAFF)
+            assert self._staff.user["role"] == "staff", self._staff.user
+        return self._staff.at(url)
+
+    def sign_in(self, username: str, url: str | None = None) -> Session:
+        """Another user (a customer, once the staff user exists) at a web process."""
+        if url is None:
+            url = next(p.url for p in self.processes.values() if p.url)
+        return sign_in(url, username)
+
     def start(self, name: str) -> None:
         """Starts (or restarts) a process and waits until it is ready."""
         process = self.processes[name]
@@ -206,7 +221,7 @@ class Cluster:
         else:
             url = process.url
             wait_for(
-                lambda: answers(f"{url}/api/state") or not process.is_running(),
+                lambda: answers(f"{url}/readyz") or not process.is_running(),
                 START_TIMEOUT,
                 f"{name} did not answer",
             )
@@ -283,11 +298,16 @@ class FeedRecorder:
     """A websocket client of one web process that records every feed message.
 
     Like the page, it reconnects with ?after=<last position> when the connection
-    drops, so the positions it has seen must end up exactly those in the feed table.
+    drops, so the positions it has seen must end up exactly those in the feed table
+    (those of the feed its user may see). It signs each handshake with the user's
+    token; a handshake refused with a 5xx (the database cut off) is tried again, one
+    refused otherwise ends the recorder, its answer kept in `refused`.
     """
 
-    def __init__(self, url: str) -> None:
-        self.url = url.replace("http://", "ws://") + "/ws"
+    def __init__(self, session: Session) -> None:
+        self.url = session.ws_url
+        self.headers = session.headers
+        self.refused: str | None = None
         self.messages: list[dict[str, Any]] = []
         self.ready = threading.Event()
         self.connections = 0
@@ -298,6 +318,7 @@ class FeedRecorder:
         """Connects (in a thread of its own) and waits for the first ready message."""
         self._thread.start()
         assert self.ready.wait(START_TIMEOUT), f"no ready message from {self.url}"
+        assert self.refused is None, f"{self.url}: {self.refused}"
 
     def stop(self) -> None:
         """Disconnects."""
@@ -314,11 +335,14 @@ class FeedRecorder:
 
     async def _follow(self) -> None:
         import websockets
+        from websockets.exceptions import InvalidStatus
 
         while not self._stopping.is_set():
             after = self.messages[-1]["position"] if self.messages else 0
             try:
-                async with websockets.connect(f"{self.url}?after={after}") as ws:
+                async with websockets.connect(
+                    f"{self.url}?after={after}", additional_headers=self.headers
+                ) as ws:
                     self.connections += 1
                     while not self._stopping.is_set():
                         try:
@@ -330,6 +354,12 @@ class FeedRecorder:
                             self.ready.set()
                         elif "position" in message:
                             self.messages.append(message)
+            except InvalidStatus as error:
+                if error.response.status_code < 500:
+                    self.refused = str(error)
+                    self.ready.set()  # start() says why
+                    return
+                await asyncio.sleep(0.2)
             except (OSError, websockets.ConnectionClosed):
                 await asyncio.sleep(0.2)  # then reconnect from the last position
 

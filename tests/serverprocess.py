@@ -1,22 +1,23 @@
 """The embedded server (`python bankaccounts/main.py`) in a subprocess, for tests.
 
 Started on a free port and a data directory of the test's own, its output kept in
-files; stopped with SIGTERM or killed with SIGKILL, and started again.
+files; stopped with SIGTERM or killed with SIGKILL, and started again. Its REST
+calls are made as the bank's staff user, signed up on the first call (the token
+outlives a restart, as the bank keeps it).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import urllib.error
-import urllib.request
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tests.cluster import answers, free_port
+from tests.signin import STAFF, Session, call, sign_in
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.popen: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self._staff: Session | None = None
+        self._signing_in = threading.Lock()
 
     @property
     def log(self) -> Path:
@@ -73,10 +76,10 @@ class ServerProcess:
             )
 
     def start(self) -> None:
-        """Starts the process and waits until GET /api/state answers."""
+        """Starts the process and waits until GET /readyz answers 200."""
         self.launch()
         wait_for(
-            lambda: answers(f"{self.url}/api/state") or not self.is_running(),
+            lambda: answers(f"{self.url}/readyz") or not self.is_running(),
             START_TIMEOUT,
             "the server did not answer",
         )
@@ -112,17 +115,22 @@ class ServerProcess:
             self.popen.kill()
             return self.popen.wait(10)
 
-    def request(self, method: str, path: str, body: object = None) -> tuple[int, Any]:
-        """Calls the REST API; the status and the JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
-                return response.status, json.loads(response.read() or b"null")
-        except urllib.error.HTTPError as error:
-            return error.code, json.loads(error.read() or b"null")
+    @property
+    def staff(self) -> Session:
+        """The bank's staff user (the first to sign up), signed in on first use."""
+        with self._signing_in:  # once, whichever client thread asks first
+            if self._staff is None:
+                self._staff = sign_in(self.url, STAFF)
+                assert self._staff.user["role"] == "staff", self._staff.user
+            return self._staff
+
+    def sign_in(self, username: str) -> Session:
+        """Another user of the bank (a customer, once the staff user exists)."""
+        return sign_in(self.url, username)
+
+    def request(
+        self, method: str, path: str, body: object = None, *, signed_in: bool = True
+    ) -> tuple[int, Any]:
+        """Calls the REST API (as the staff user); the status and the JSON answer."""
+        headers = self.staff.headers if signed_in else {}
+        return call(method, f"{self.url}{path}", body, headers)

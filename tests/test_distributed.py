@@ -19,13 +19,14 @@ from tests.cluster import (
     Cluster,
     FeedRecorder,
     feed_positions,
-    request,
     wait_until_quiet,
 )
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from tests.signin import Session
 
 pytestmark = pytest.mark.postgres
 
@@ -42,34 +43,39 @@ def run_cli(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]
     )
 
 
-def open_account(url: str, name: str) -> str:
+def web_process(cluster: Cluster, name: str, workers: int = 1) -> Session:
+    """Starts a web process; the staff user, signed in there."""
+    return cluster.signed_in(cluster.add_web(name, workers))
+
+
+def open_account(web: Session, name: str) -> str:
     """Opens an account through a web process; returns its id."""
-    status, body = request("POST", f"{url}/api/accounts", {"name": name})
+    status, body = web.request("POST", "/api/accounts", {"name": name})
     assert status == 201, body
     return str(body["id"])
 
 
-def finished(url: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
+def finished(web: Session, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """Posts a money command with ?wait=true; returns the finished transaction."""
-    status, answer = request("POST", f"{url}{path}?wait=true", body)
+    status, answer = web.request("POST", f"{path}?wait=true", body)
     assert status == 200, answer
     return answer
 
 
-def deposit(url: str, account_id: str, amount: str) -> dict[str, Any]:
+def deposit(web: Session, account_id: str, amount: str) -> dict[str, Any]:
     """Deposits and waits for the outcome."""
-    return finished(url, f"/api/accounts/{account_id}/deposits", {"amount": amount})
+    return finished(web, f"/api/accounts/{account_id}/deposits", {"amount": amount})
 
 
-def transfer(url: str, debit: str, credit: str, amount: str) -> dict[str, Any]:
+def transfer(web: Session, debit: str, credit: str, amount: str) -> dict[str, Any]:
     """Transfers and waits for the outcome."""
     body = {"debit_account_id": debit, "credit_account_id": credit, "amount": amount}
-    return finished(url, "/api/transfers", body)
+    return finished(web, "/api/transfers", body)
 
 
-def balance(url: str, account_id: str) -> Decimal:
+def balance(web: Session, account_id: str) -> Decimal:
     """The balance a web process shows."""
-    status, body = request("GET", f"{url}/api/accounts/{account_id}")
+    status, body = web.request("GET", f"/api/accounts/{account_id}")
     assert status == 200, body
     return Decimal(body["balance"])
 
@@ -77,8 +83,8 @@ def balance(url: str, account_id: str) -> Decimal:
 def test_two_web_processes_push_the_whole_feed_to_their_clients(
     cluster: Cluster,
 ) -> None:
-    web1 = cluster.add_web("web1")
-    web2 = cluster.add_web("web2")
+    web1 = web_process(cluster, "web1")
+    web2 = web_process(cluster, "web2")
     feeds = [FeedRecorder(web1), FeedRecorder(web2)]
     for feed in feeds:
         feed.start()
@@ -90,7 +96,11 @@ def test_two_web_processes_push_the_whole_feed_to_their_clients(
         failed = transfer(web1, bob, alice, "31.00")
         assert failed["status"] == "failed"
         assert failed["error"] == "Insufficient funds in Bob's account"
-        status, _ = request("POST", f"{web2}/api/accounts/{bob}/close")
+        # Emptied first: an account with money in it is not closed.
+        status, _ = web2.request("POST", f"/api/accounts/{bob}/close")
+        assert status == 409
+        assert transfer(web2, bob, alice, "30.00")["status"] == "succeeded"
+        status, _ = web2.request("POST", f"/api/accounts/{bob}/close")
         assert status == 200
         assert transfer(web1, alice, bob, "5.00")["status"] == "failed"
 
@@ -101,11 +111,11 @@ def test_two_web_processes_push_the_whole_feed_to_their_clients(
         assert feeds[0].messages == feeds[1].messages
         types = [m["type"] for m in feeds[0].messages]
         assert types.count("account_opened") == 2
-        assert types.count("transaction_succeeded") == 2
+        assert types.count("transaction_succeeded") == 3
         assert types.count("transaction_failed") == 2
-        for url in (web1, web2):
-            assert balance(url, alice) == Decimal("70.00")
-            assert balance(url, bob) == Decimal("30.00")
+        for web in (web1, web2):
+            assert balance(web, alice) == Decimal("100.00")
+            assert balance(web, bob) == Decimal("0.00")
     finally:
         for feed in feeds:
             feed.stop()
@@ -114,7 +124,7 @@ def test_two_web_processes_push_the_whole_feed_to_their_clients(
 def test_every_uvicorn_worker_of_a_web_process_pushes_the_whole_feed(
     cluster: Cluster,
 ) -> None:
-    web = cluster.add_web("web", workers=2)
+    web = web_process(cluster, "web", workers=2)
     process = cluster.processes["web"]
     wait_for(
         lambda: process.last_run().count("Application startup complete") == 2,
@@ -143,7 +153,7 @@ def test_every_uvicorn_worker_of_a_web_process_pushes_the_whole_feed(
 def test_workers_reconnect_after_their_connections_are_terminated(
     cluster: Cluster,
 ) -> None:
-    web = cluster.add_web("web")
+    web = web_process(cluster, "web")
     feed = FeedRecorder(web)
     feed.start()
     try:
@@ -174,7 +184,7 @@ def test_workers_reconnect_after_their_connections_are_terminated(
 def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
     cluster: Cluster,
 ) -> None:
-    web = cluster.add_web("web")
+    web = web_process(cluster, "web")
     alice = open_account(web, "Alice")
     assert deposit(web, alice, "10.00")["status"] == "succeeded"
     sagas = cluster.processes["sagas"]
@@ -187,7 +197,7 @@ def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
 
     # Commands recorded while Sagas is down wait for it.
     pending = [
-        request("POST", f"{web}/api/accounts/{alice}/deposits", {"amount": "1.00"})
+        web.request("POST", f"/api/accounts/{alice}/deposits", {"amount": "1.00"})
         for _ in range(3)
     ]
     assert all(status == 202 for status, _ in pending)
@@ -224,7 +234,7 @@ def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
 
 
 def test_a_second_worker_of_each_kind_waits_and_takes_over(cluster: Cluster) -> None:
-    web = cluster.add_web("web")
+    web = web_process(cluster, "web")
     alice = open_account(web, "Alice")
     for name in WORKERS:
         label = WORKER_NAMES[name]

@@ -1,13 +1,15 @@
 """A fuzz of the websocket: hostile frames against the real server, over real TCP.
 
 `python bankaccounts/main.py` runs in a subprocess on a data directory of its own;
-a `websockets` client sends frames that no client should send: binary, not JSON,
-nested 60,000 deep, not UTF-8, over the size limit, and requests whose every field
+a `websockets` client, signed in as a customer, sends frames that no client should
+send: binary, not JSON, nested 60,000 deep, not UTF-8, over the size limit,
+well-formed requests on another customer's account, and requests whose every field
 in turn is wrong in one of many ways (generated from a fixed seed, so a failure
 can be replayed). Each must be answered with an error reply or a close frame,
 never a dropped connection; afterwards nothing has been recorded and the server's
 log holds no traceback. Bounded in time (FUZZ_SECONDS) for the default run;
-BANKACCOUNTS_FUZZ_SECONDS and BANKACCOUNTS_FUZZ_SEED change the run.
+BANKACCOUNTS_FUZZ_SECONDS and BANKACCOUNTS_FUZZ_SEED change the run. A handshake
+without valid credentials, in any of many shapes, is refused.
 """
 
 from __future__ import annotations
@@ -16,97 +18,49 @@ import asyncio
 import json
 import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.cluster import answers, free_port
-from tests.waiting import wait_for
+from tests.serverprocess import ServerProcess
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+    from tests.signin import Session
+
 FUZZ_SECONDS = float(os.environ.get("BANKACCOUNTS_FUZZ_SECONDS", "30"))
 SEED = int(os.environ.get("BANKACCOUNTS_FUZZ_SEED", "20261201"))
 MAX_MESSAGE_BYTES = 64 * 1024  # bankaccounts.web.websocket.MAX_MESSAGE_BYTES
 REPLY_TIMEOUT = 15.0
 
 
-class Server:
-    """The embedded server in a subprocess, its output in a file."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.data_dir = tmp_path / "data"
-        self.log = tmp_path / "server.log"
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.ws_url = f"ws://127.0.0.1:{self.port}/ws"
-        with self.log.open("wb") as out:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable,
-                    "bankaccounts/main.py",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(self.port),
-                    "--data-dir",
-                    str(self.data_dir),
-                ],
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        wait_for(
-            lambda: answers(f"{self.url}/api/state") or self.process.poll() is not None,
-            30,
-            "the server did not start",
-        )
-        assert self.process.poll() is None, self.log.read_text()
-
-    def request(self, method: str, path: str, body: object = None) -> Any:
-        """Calls the REST API; returns the JSON answer."""
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return json.load(response)
-
-    def stop(self) -> str:
-        """Stops the server with SIGTERM; returns its output."""
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        return self.log.read_text(errors="replace")
-
-
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    """A started server on a fresh data directory."""
-    started = Server(tmp_path)
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    """A started server on a fresh data directory (its staff user signed up first)."""
+    started = ServerProcess(tmp_path / "data", tmp_path, args=["--host", "127.0.0.1"])
+    started.start()
     try:
         yield started
     finally:
-        if started.process.poll() is None:
-            started.stop()
+        started.stop()
+
+
+def signed_in(server: ServerProcess, username: str) -> tuple[Session, str]:
+    """A customer of the bank with an account of their own; the session and its id."""
+    # The first user to sign up is staff (here, the server's own); then customers.
+    assert server.staff.user["role"] == "staff"
+    customer = server.sign_in(username)
+    assert customer.user["role"] == "customer", customer.user
+    status, account = customer.request("POST", "/api/accounts", {"name": username})
+    assert status == 201, account
+    return customer, account["id"]
 
 
 # ---------------------------------------------------------------- hostile frames
@@ -173,10 +127,21 @@ def junk_text(rng: random.Random, size: int) -> str:
     )
 
 
-def fixed_frames(account: str) -> list[Frame]:
-    """The frames of the issue, and the edges of the limits."""
+def fixed_frames(account: str, another: str) -> list[Frame]:
+    """The frames of the issue, the edges of the limits, and another's account."""
     deposit = {"type": "deposit", "credit_account_id": account, "amount": "1"}
+    theirs = [
+        {"type": "deposit", "credit_account_id": another, "amount": "1"},
+        {"type": "withdraw", "debit_account_id": another, "amount": "1"},
+        {
+            "type": "transfer",
+            "debit_account_id": another,
+            "credit_account_id": account,
+            "amount": "1",
+        },
+    ]
     return [
+        *((f"another's account: {m['type']}", json.dumps(m), True) for m in theirs),
         ("binary", b"\x00\x01\x02", False),
         ("binary JSON", json.dumps(deposit).encode(), False),
         ("empty", "", True),
@@ -203,8 +168,13 @@ def fixed_frames(account: str) -> list[Frame]:
     ]
 
 
-def random_frame(rng: random.Random, account: str) -> Frame:
-    """One hostile frame: a request with one thing wrong, or no request at all."""
+def random_frame(rng: random.Random, account: str, another: str) -> Frame:
+    """One hostile frame: a request with one thing wrong, or no request at all.
+
+    Another customer's account may be named where money would leave it or (a
+    deposit) where only its owner may put money; a transfer may credit it, so the
+    credit side of a transfer never names it.
+    """
     deposit = {"type": "deposit", "credit_account_id": account, "amount": "1"}
     withdraw = {"type": "withdraw", "debit_account_id": account, "amount": "1"}
     transfer = {
@@ -225,9 +195,11 @@ def random_frame(rng: random.Random, account: str) -> Frame:
         return ("bad literal", with_literal(message, "amount", literal), True)
     if kind == 2:
         key = rng.choice([k for k in message if k.endswith("_account_id")])
-        message[key] = rng.choice(
-            [str(uuid.uuid4()), junk_text(rng, 36), 12345, None, [account]]
-        )
+        choices: list[Any] = [str(uuid.uuid4()), junk_text(rng, 36), 12345, None]
+        choices.append([account])
+        if message["type"] != "transfer" or key == "debit_account_id":
+            choices.append(another)
+        message[key] = rng.choice(choices)
         return ("bad account", json.dumps(message), True)
     if kind == 3:
         message["type"] = rng.choice(
@@ -261,8 +233,9 @@ def random_frame(rng: random.Random, account: str) -> Frame:
 class Fuzzer:
     """Sends frames one at a time; each must get an error reply or a close frame."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
+    def __init__(self, session: Session) -> None:
+        self.url = session.ws_url
+        self.headers = session.headers
         self.ws: ClientConnection | None = None
         self.sent = 0
         self.errors = 0
@@ -271,7 +244,12 @@ class Fuzzer:
     async def connection(self) -> ClientConnection:
         """The open connection, after the backlog; a new one after a close."""
         if self.ws is None:
-            self.ws = await connect(self.url, max_size=None, compression=None)
+            self.ws = await connect(
+                self.url,
+                additional_headers=self.headers,
+                max_size=None,
+                compression=None,
+            )
             while json.loads(await self.ws.recv())["type"] != "ready":
                 pass
         return self.ws
@@ -316,23 +294,26 @@ def count_events(database: Path) -> int:
     return int(count)
 
 
-def test_hostile_frames_get_an_answer_and_record_nothing(server: Server) -> None:
-    alice = server.request("POST", "/api/accounts", {"name": "Alice"})["id"]
-    state_before = server.request("GET", "/api/state")
+def test_hostile_frames_get_an_answer_and_record_nothing(
+    server: ServerProcess,
+) -> None:
+    alice, account = signed_in(server, "alice")
+    _, another = signed_in(server, "bob")
+    _, state_before = server.request("GET", "/api/state")
     events_before = {
         name: count_events(server.data_dir / f"{name}.sqlite")
         for name in ("commands", "accounts", "sagas")
     }
     rng = random.Random(SEED)
-    fuzzer = Fuzzer(server.ws_url)
+    fuzzer = Fuzzer(alice)
 
     async def fuzz() -> None:
         deadline = time.monotonic() + FUZZ_SECONDS
         try:
-            for what, frame, text in fixed_frames(alice):
+            for what, frame, text in fixed_frames(account, another):
                 await fuzzer.send(what, frame, text=text)
             while time.monotonic() < deadline:
-                what, frame, text = random_frame(rng, alice)
+                what, frame, text = random_frame(rng, account, another)
                 await fuzzer.send(what, frame, text=text)
         finally:
             await fuzzer.close()
@@ -341,20 +322,80 @@ def test_hostile_frames_get_an_answer_and_record_nothing(server: Server) -> None
 
     assert fuzzer.sent > 100, fuzzer.sent  # the run did fuzz
     assert fuzzer.closes.get(1009), fuzzer.closes  # the size limit was met
-    state_after = server.request("GET", "/api/state")
+    _, state_after = server.request("GET", "/api/state")
     assert state_after == state_before
-    assert server.request("GET", "/api/transactions") == []
+    assert server.request("GET", "/api/transactions") == (200, [])
     for name, count in events_before.items():
         assert count_events(server.data_dir / f"{name}.sqlite") == count, name
     assert events_before["commands"] == 0
-    log = server.stop()
+    assert server.stop() == 0, server.output()[-3000:]
+    log = server.output()
     # uvicorn logs a traceback of its own for each text frame that is not UTF-8
     # (and closes with 1007, as it should); any other is a failure.
     utf8_tracebacks = log.count("Invalid UTF-8 sequence received from client")
     assert log.count("Traceback") == utf8_tracebacks, log[-3000:]
     assert "Exception in ASGI application" not in log, log[-3000:]
-    assert server.process.returncode == 0, log[-3000:]
     print(  # shown with -s: what the run covered
         f"fuzz: {fuzzer.sent} frames, {fuzzer.errors} error replies, "
         f"closes {fuzzer.closes}, seed {SEED}"
     )
+
+
+def bad_credentials(token: str) -> list[tuple[str, dict[str, str]]]:
+    """Handshake headers that do not sign anybody in, each one way."""
+    rng = random.Random(SEED)
+    return [
+        ("none", {}),
+        ("empty", {"Authorization": ""}),
+        ("scheme only", {"Authorization": "Bearer"}),
+        ("blank token", {"Authorization": "Bearer    "}),
+        ("another scheme", {"Authorization": f"Basic {token}"}),
+        ("lower case scheme, no space", {"Authorization": f"bearer{token}"}),
+        ("unknown token", {"Authorization": f"Bearer {uuid.uuid4().hex}"}),
+        ("token, one character off", {"Authorization": f"Bearer {token[:-1]}x"}),
+        ("token twice", {"Authorization": f"Bearer {token} {token}"}),
+        ("long token", {"Authorization": "Bearer " + "A" * 6000}),
+        ("Latin-1", {"Authorization": "Bearer caf\u00e9"}),
+        ("junk", {"Authorization": junk_text(rng, 200).encode().decode("latin-1")}),
+        ("unknown cookie", {"Cookie": f"bankaccounts_session={uuid.uuid4().hex}"}),
+        ("bad cookie", {"Cookie": 'bankaccounts_session="; a=b; ;;='}),
+        ("token as a cookie of another name", {"Cookie": f"session={token}"}),
+    ]
+
+
+def test_a_handshake_without_valid_credentials_is_refused(
+    server: ServerProcess,
+) -> None:
+    alice, _ = signed_in(server, "alice")
+    revoked = server.sign_in("alice")
+    status, _ = revoked.request("DELETE", "/api/tokens/current")
+    assert status == 204
+    cases = [
+        *bad_credentials(alice.token),
+        ("revoked token", revoked.headers),
+    ]
+
+    async def handshake(headers: dict[str, str]) -> int:
+        """The status of a handshake refused; 101 if it was accepted."""
+        # Control characters are the HTTP parser's to refuse (400), not the app's.
+        clean = {
+            key: "".join(c for c in value if c >= " " and c != "\x7f")
+            for key, value in headers.items()
+        }
+        try:
+            async with connect(alice.ws_url, additional_headers=clean):
+                return 101
+        except InvalidStatus as error:
+            return error.response.status_code
+
+    async def all_of_them() -> dict[str, int]:
+        return {what: await handshake(headers) for what, headers in cases}
+
+    statuses = asyncio.run(all_of_them())
+    refused = {what: status for what, status in statuses.items() if status != 101}
+    assert refused == statuses, statuses
+    assert set(statuses.values()) <= {401, 403}, statuses
+    # The signed-in user's own token still opens it.
+    assert asyncio.run(handshake(alice.headers)) == 101
+    assert server.stop() == 0, server.output()[-3000:]
+    assert "Traceback" not in server.output(), server.output()[-3000:]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from bankaccounts.deploy.heartbeat import HEARTBEAT_INTERVAL, STALE_AFTER
-from tests.cluster import WORKERS, follower_states, request, wait_until_quiet
+from tests.cluster import WORKERS, follower_states, wait_until_quiet
 from tests.waiting import wait_for
 
 if TYPE_CHECKING:
@@ -114,15 +114,15 @@ def test_two_workers_of_a_kind_show_duplicate(cluster: Cluster) -> None:
 
 def test_a_dead_and_a_duplicate_worker_in_one_table(cluster: Cluster) -> None:
     """The table an operator sees (printed, for the record)."""
-    web = cluster.add_web("web")
-    status, account = request("POST", f"{web}/api/accounts", {"name": "Alice"})
+    web = cluster.signed_in(cluster.add_web("web"))
+    status, account = web.request("POST", "/api/accounts", {"name": "Alice"})
     assert status == 201, account
-    deposits = f"{web}/api/accounts/{account['id']}/deposits"
-    status, _ = request("POST", f"{deposits}?wait=true", {"amount": "10.00"})
+    deposits = f"/api/accounts/{account['id']}/deposits"
+    status, _ = web.request("POST", f"{deposits}?wait=true", {"amount": "10.00"})
     assert status == 200
     cluster.kill("interface")
     cluster.add_worker("sagas", instance=2)
-    status, _ = request("POST", deposits, {"amount": "5.00"})  # waits for Interface
+    status, _ = web.request("POST", deposits, {"amount": "5.00"})  # waits for Interface
     assert status == 202
     wait_for(
         lambda: (
