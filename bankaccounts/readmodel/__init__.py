@@ -1,13 +1,23 @@
-"""The interface's read model: views of accounts and transactions, the feed, recorders.
+"""The interface's read model: views of accounts, transactions, statements, the feed.
 
-views.py holds the rows and messages, recorder.py the recorder interface and the
-in-memory recorder; sqlite.py, postgres.py and mysql.py the recorders of each store.
+views.py holds the rows and messages, paging.py the page cursors, recorder.py the
+recorder interface and the in-memory recorder; sqlite.py, postgres.py and mysql.py
+the recorders of each store.
 """
 
-from bankaccounts.readmodel.recorder import POPOReadModelRecorder, ReadModelRecorder
+from bankaccounts.readmodel.recorder import (
+    READ_MODEL_VERSION,
+    POPOReadModelRecorder,
+    ReadModelOutdatedError,
+    ReadModelRecorder,
+)
 from bankaccounts.readmodel.views import (
+    AccountRef,
+    AccountSort,
     AccountView,
+    EntryKind,
     FeedMessage,
+    StatementEntry,
     TransactionKind,
     TransactionStatus,
     TransactionView,
@@ -15,10 +25,16 @@ from bankaccounts.readmodel.views import (
 )
 
 __all__ = [
+    "READ_MODEL_VERSION",
+    "AccountRef",
+    "AccountSort",
     "AccountView",
+    "EntryKind",
     "FeedMessage",
     "POPOReadModelRecorder",
+    "ReadModelOutdatedError",
     "ReadModelRecorder",
+    "StatementEntry",
     "TransactionKind",
     "TransactionStatus",
     "TransactionView",

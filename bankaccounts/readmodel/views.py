@@ -2,8 +2,8 @@
 
 The views are written by a process recorder in the same transaction as the tracking
 record of the event that changed them, so each event changes them exactly once and a
-restart resumes where it stopped. This module holds the rows, the recorder interface
-and the in-memory (POPO) recorder; sqlite.py and postgres.py hold the others.
+restart resumes where it stopped. This module holds the rows and messages;
+recorder.py the recorder interface and the in-memory (POPO) recorder.
 """
 
 from __future__ import annotations
@@ -11,15 +11,25 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
 
 if TYPE_CHECKING:
     from datetime import datetime
     from decimal import Decimal
-    from uuid import UUID
+
+    from bankaccounts.domainmodel import BankAccount, UserRef
 
 
 TransactionKind = Literal["deposit", "withdrawal", "transfer"]
 TransactionStatus = Literal["pending", "succeeded", "failed"]
+#: What moved money on a statement line: a transaction's kind, or the refund of a
+#: transfer whose credit failed.
+EntryKind = Literal["deposit", "withdrawal", "transfer", "refund"]
+#: How list_accounts orders: oldest first, by name, or largest balance first.
+AccountSort = Literal["opened", "name", "balance"]
+ACCOUNT_SORTS: tuple[AccountSort, ...] = ("opened", "name", "balance")
+#: Names longer than this are sorted and searched by their first characters only.
+SORT_NAME_LENGTH = 200
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,23 @@ class AccountView:
     is_closed: bool
     opened_at: datetime
     updated_at: datetime
+    owner: UserRef | None = None
+    #: How many statement entries the account has: the seq of its last one.
+    statement_seq: int = field(default=0, compare=False, repr=False)
+
+    @classmethod
+    def from_account(cls, account: BankAccount) -> AccountView:
+        """The view of an aggregate (the one way to show one)."""
+        return cls(
+            id=account.id,
+            name=account.name,
+            balance=account.balance,
+            overdraft_limit=account.overdraft_limit,
+            is_closed=account.is_closed,
+            opened_at=account.created_on,
+            updated_at=account.modified_on,
+            owner=getattr(account, "owner", None),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The account as JSON-ready values, money as decimal strings."""
@@ -44,7 +71,18 @@ class AccountView:
             "is_closed": self.is_closed,
             "opened_at": self.opened_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "owner": _user_json(self.owner),
         }
+
+    @property
+    def sort_name(self) -> str:
+        """The name as the name sort and the search compare it (case folded)."""
+        return sort_name(self.name)
+
+    @property
+    def audience(self) -> tuple[UUID, ...]:
+        """Who may see the account besides staff: its owner."""
+        return audience(self.owner)
 
     @property
     def label(self) -> str:
@@ -65,6 +103,9 @@ class TransactionView:
     error: str | None
     created_at: datetime
     updated_at: datetime
+    initiated_by: UserRef | None = None
+    debit_owner: UserRef | None = None
+    credit_owner: UserRef | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The transaction as JSON-ready values."""
@@ -78,16 +119,75 @@ class TransactionView:
             "error": self.error,
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
+            "initiated_by": _user_json(self.initiated_by),
+            "debit_owner": _user_json(self.debit_owner),
+            "credit_owner": _user_json(self.credit_owner),
+        }
+
+    @property
+    def audience(self) -> tuple[UUID, ...]:
+        """Who may see the transaction besides staff: both accounts' owners."""
+        return audience(self.debit_owner, self.credit_owner)
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """The other account of a transfer, as a statement names it (no balance)."""
+
+    id: UUID
+    name: str | None = None
+    owner: UserRef | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """{"id", "name", "owner"}."""
+        return {"id": str(self.id), "name": self.name, "owner": _user_json(self.owner)}
+
+
+@dataclass(frozen=True)
+class StatementEntry:
+    """One line of an account's statement: money in or out, and the balance after."""
+
+    account_id: UUID
+    seq: int  # 1, 2, ... per account
+    transaction_id: UUID | None
+    kind: EntryKind
+    amount: Decimal  # signed: a debit is negative
+    balance: Decimal  # after this entry
+    counterparty: AccountRef | None
+    initiated_by: UserRef | None
+    at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry as JSON-ready values, money as decimal strings."""
+        return {
+            "seq": self.seq,
+            "transaction_id": _str_or_none(self.transaction_id),
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+            "amount": str(self.amount),
+            "balance": str(self.balance),
+            "counterparty": None
+            if self.counterparty is None
+            else self.counterparty.to_json(),
+            "initiated_by": _user_json(self.initiated_by),
         }
 
 
 @dataclass
 class FeedMessage:
-    """One change pushed to clients; the recorder gives it its position."""
+    """One change pushed to clients; the recorder gives it its position.
+
+    The audience are the users who may see it besides staff (none: staff only).
+    """
 
     type: str
     data: dict[str, Any]
     position: int = 0
+    audience: tuple[UUID, ...] = ()
+
+    def is_for(self, viewer_id: UUID | None) -> bool:
+        """True if the viewer may see it (None: staff, who see everything)."""
+        return viewer_id is None or viewer_id in self.audience
 
     def to_json(self) -> dict[str, Any]:
         """The message as clients receive it."""
@@ -97,31 +197,41 @@ class FeedMessage:
         """The stored form: type and data without the position."""
         return json.dumps({"type": self.type, **self.data}, separators=(",", ":"))
 
+    def encode_audience(self) -> str:
+        """The stored form of the audience: hex ids, space-separated."""
+        return " ".join(user_id.hex for user_id in self.audience)
+
     @classmethod
-    def decode(cls, position: int, text: str) -> FeedMessage:
-        """Reads a stored message back."""
+    def decode(cls, position: int, text: str, audience: str | None = "") -> FeedMessage:
+        """Reads a stored message (and its stored audience) back."""
         data = json.loads(text)
-        return cls(type=data.pop("type"), data=data, position=position)
+        return cls(
+            type=data.pop("type"),
+            data=data,
+            position=position,
+            audience=tuple(UUID(user_id) for user_id in (audience or "").split()),
+        )
 
 
 @dataclass
 class ViewChanges:
     """What one processed event, or a page of them, changes in the read model.
 
-    Accounts and transactions hold one row each, as the changes leave them; the feed
-    holds every message, in order.
+    Accounts and transactions hold one row each, as the changes leave them; the
+    statement and the feed hold every entry and message, in order.
     """
 
     accounts: list[AccountView] = field(default_factory=list)
     transactions: list[TransactionView] = field(default_factory=list)
     feed: list[FeedMessage] = field(default_factory=list)
+    statement: list[StatementEntry] = field(default_factory=list)
     _indexes: dict[int, dict[UUID, int]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     def __bool__(self) -> bool:
         """True if anything changes."""
-        return bool(self.accounts or self.transactions or self.feed)
+        return bool(self.accounts or self.transactions or self.feed or self.statement)
 
     def extend(self, other: ViewChanges) -> None:
         """Adds the changes of a later event; its rows replace earlier ones."""
@@ -130,6 +240,7 @@ class ViewChanges:
             self.transactions, self._index(self.transactions), other.transactions
         )
         self.feed.extend(other.feed)
+        self.statement.extend(other.statement)
 
     def get_account(self, account_id: UUID) -> AccountView | None:
         """The account as these changes leave it, or None if they don't touch it."""
@@ -161,3 +272,17 @@ def _replace_rows(rows: list[Any], index: dict[UUID, int], new_rows: list[Any]) 
 
 def _str_or_none(value: object) -> str | None:
     return None if value is None else str(value)
+
+
+def _user_json(user: UserRef | None) -> dict[str, str] | None:
+    return None if user is None else user.to_json()
+
+
+def sort_name(name: str | None) -> str:
+    """A name as sorting and searching compare it: case folded, at most 200 chars."""
+    return (name or "").casefold()[:SORT_NAME_LENGTH]
+
+
+def audience(*users: UserRef | None) -> tuple[UUID, ...]:
+    """The distinct ids of the users given, in order, without the unknown ones."""
+    return tuple(dict.fromkeys(user.id for user in users if user is not None))

@@ -13,10 +13,12 @@ from eventsourcing.utils import get_topic
 from bankaccounts.domainmodel import BankAccount
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.readmodel import (
+    AccountRef,
     AccountView,
     FeedMessage,
     POPOReadModelRecorder,
     ReadModelRecorder,
+    StatementEntry,
     TransactionView,
     ViewChanges,
 )
@@ -34,16 +36,18 @@ from bankaccounts.validation import ZERO
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
+    from decimal import Decimal
     from uuid import UUID
 
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
     from eventsourcing.persistence import Recording
 
+    from bankaccounts.domainmodel import UserRef
     from bankaccounts.exceptions import (
         TransactionError,
     )
-    from bankaccounts.readmodel import TransactionKind, TransactionStatus
+    from bankaccounts.readmodel import EntryKind, TransactionKind, TransactionStatus
 
 logger = logging.getLogger(__name__)
 
@@ -56,24 +60,25 @@ SAGA_KINDS: dict[type[Saga], TransactionKind] = {
 
 def _topics() -> tuple[str, ...]:
     account_events = [
-        BankAccount.Opened,  # type: ignore[attr-defined]
-        BankAccount.TransactionAppended,  # type: ignore[attr-defined]
-        BankAccount.ErrorRecorded,  # type: ignore[attr-defined]
-        BankAccount.OverdraftLimitSet,  # type: ignore[attr-defined]
-        BankAccount.Closed,  # type: ignore[attr-defined]
+        BankAccount.Opened,
+        BankAccount.TransactionAppended,
+        BankAccount.ErrorRecorded,
+        BankAccount.OverdraftLimitSet,
+        BankAccount.Closed,
     ]
     # Sagas of every kind share the Succeeded and Errored events of their base class.
     saga_events = [
         *(saga_class.Created for saga_class in SAGA_KINDS),
         Saga.Succeeded,  # type: ignore[attr-defined]
         Saga.Errored,  # type: ignore[attr-defined]
-        AbortedTransaction.Recorded,  # type: ignore[attr-defined]
+        AbortedTransaction.Recorded,
     ]
     return tuple(get_topic(cls) for cls in [*account_events, *saga_events])
 
 
 class InterfaceApplication(BankApplication, BatchProcessApplication):
-    """Keeps what clients see (accounts, transactions) and pushes every change.
+    """Keeps what clients see (accounts, transactions, statements) and pushes every
+    change, each message to its audience (the owners of what it shows) and staff.
 
     A page of events is written in one transaction with the tracking record of its
     last event (see BatchProcessApplication); the view is still exactly-once, and
@@ -88,9 +93,15 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     postgres_recorder = PostgresReadModelRecorder
     mysql_recorder = "bankaccounts.readmodel.mysql:MySQLReadModelRecorder"
 
-    def __init__(self, env: Any = None) -> None:
-        """Starts with no feed listeners."""
+    def __init__(self, env: Any = None, *, check_read_model: bool = True) -> None:
+        """Starts with no feed listeners.
+
+        Raises ReadModelOutdatedError if the view's tables are of an older shape
+        (unless check_read_model is false: the rebuild makes them again).
+        """
         super().__init__(env)
+        if check_read_model:
+            self.view.check_schema()
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self._listeners_lock = threading.Lock()
 
@@ -142,7 +153,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     ) -> None:
         """Ignores other events."""
 
-    @policy.register(BankAccount.Opened)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.Opened)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         account = AccountView(
             id=domain_event.originator_id,
@@ -152,21 +163,50 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             is_closed=False,
             opened_at=domain_event.timestamp,
             updated_at=domain_event.timestamp,
+            owner=getattr(domain_event, "owner", None),  # None in older events
         )
         self._change_account(processing_event, account, "account_opened")
+        if account.owner is not None:
+            self._fill_in_owner(processing_event, account.id, account.owner)
 
-    @policy.register(BankAccount.TransactionAppended)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.TransactionAppended)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
-        self._update_account(
-            domain_event,
+        account = self._get_account(processing_event, domain_event.originator_id)
+        if account is None:  # pragma: no cover (Opened always comes first)
+            return
+        amount: Decimal = domain_event.amount
+        account = replace(
+            account,
+            balance=account.balance + amount,
+            statement_seq=account.statement_seq + 1,
+            updated_at=domain_event.timestamp,
+        )
+        # Older events have neither: a transfer's entry then shows no counterparty.
+        counterparty_id: UUID | None = getattr(domain_event, "counterparty_id", None)
+        entry = StatementEntry(
+            account_id=account.id,
+            seq=account.statement_seq,
+            transaction_id=domain_event.transaction_id,
+            kind=_entry_kind(domain_event, counterparty_id),
+            amount=amount,
+            balance=account.balance,
+            counterparty=None
+            if counterparty_id is None
+            else self._account_ref(processing_event, counterparty_id),
+            initiated_by=getattr(domain_event, "initiated_by", None),
+            at=domain_event.timestamp,
+        )
+        _add_changes(processing_event, ViewChanges(statement=[entry]))
+        self._change_account(
             processing_event,
+            account,
             "transaction_appended",
-            lambda account: {"balance": account.balance + domain_event.amount},
             transaction_id=_str_or_none(domain_event.transaction_id),
-            amount=str(domain_event.amount),
+            amount=str(amount),
+            entry=entry.to_json(),
         )
 
-    @policy.register(BankAccount.ErrorRecorded)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.ErrorRecorded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         account = self._get_account(processing_event, domain_event.originator_id)
         if account is None:
@@ -178,10 +218,11 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
                 "transaction_id": _str_or_none(domain_event.transaction_id),
                 "error": self.describe_error(domain_event.error, processing_event),
             },
+            audience=account.audience,
         )
         _add_changes(processing_event, ViewChanges(feed=[message]))
 
-    @policy.register(BankAccount.OverdraftLimitSet)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.OverdraftLimitSet)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         self._update_account(
             domain_event,
@@ -190,7 +231,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             lambda _: {"overdraft_limit": domain_event.overdraft_limit},
         )
 
-    @policy.register(BankAccount.Closed)  # type: ignore[attr-defined]
+    @policy.register(BankAccount.Closed)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         self._update_account(
             domain_event,
@@ -218,10 +259,13 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             error=None,
             created_at=domain_event.timestamp,
             updated_at=domain_event.timestamp,
+            initiated_by=getattr(domain_event, "initiated_by", None),
         )
-        self._change_transaction(processing_event, transaction)
+        self._change_transaction(
+            processing_event, self._with_owners(processing_event, transaction)
+        )
 
-    @policy.register(AbortedTransaction.Recorded)  # type: ignore[attr-defined]
+    @policy.register(AbortedTransaction.Recorded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         transaction = TransactionView(
             id=domain_event.transaction_id,
@@ -233,8 +277,11 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             error=domain_event.reason,
             created_at=domain_event.timestamp,
             updated_at=domain_event.timestamp,
+            initiated_by=getattr(domain_event, "initiated_by", None),
         )
-        self._change_transaction(processing_event, transaction)
+        self._change_transaction(
+            processing_event, self._with_owners(processing_event, transaction)
+        )
 
     @policy.register(Saga.Succeeded)  # type: ignore[attr-defined]
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
@@ -276,7 +323,71 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         transaction = replace(
             transaction, status=status, error=error, updated_at=domain_event.timestamp
         )
-        self._change_transaction(processing_event, transaction)
+        self._change_transaction(
+            processing_event, self._with_owners(processing_event, transaction)
+        )
+
+    def _with_owners(
+        self, processing_event: ProcessingEvent[UUID], transaction: TransactionView
+    ) -> TransactionView:
+        """The transaction with the owners of its accounts, where the views know
+        them (an account opened later fills its side in: see _fill_in_owner)."""
+        owners: dict[str, UserRef | None] = {}
+        for side, account_id, owner in (
+            ("debit_owner", transaction.debit_account_id, transaction.debit_owner),
+            ("credit_owner", transaction.credit_account_id, transaction.credit_owner),
+        ):
+            if account_id is not None and owner is None:
+                account = self._get_account(processing_event, account_id)
+                if account is not None and account.owner is not None:
+                    owners[side] = account.owner
+        return replace(transaction, **owners) if owners else transaction  # type: ignore[arg-type]
+
+    def _fill_in_owner(
+        self, processing_event: ProcessingEvent[UUID], account_id: UUID, owner: UserRef
+    ) -> None:
+        """Gives the transactions seen before their account was opened its owner.
+
+        Accounts and Sagas are followed apart, so a saga may come first; its
+        message is sent again, now to the owner too.
+        """
+        pending = _pending_changes(processing_event)
+        seen: dict[UUID, TransactionView] = {}
+        if pending is not None:
+            seen.update(
+                (t.id, t)
+                for t in pending.transactions
+                if account_id in (t.debit_account_id, t.credit_account_id)
+            )
+        cursor: str | None = None
+        while True:
+            page, cursor = self.view.list_transactions(
+                account_id, after=cursor, limit=500
+            )
+            for transaction in page:
+                seen.setdefault(transaction.id, transaction)
+            if cursor is None:
+                break
+        for transaction in seen.values():
+            filled = replace(
+                transaction,
+                debit_owner=owner
+                if transaction.debit_account_id == account_id
+                else transaction.debit_owner,
+                credit_owner=owner
+                if transaction.credit_account_id == account_id
+                else transaction.credit_owner,
+            )
+            if filled != transaction:
+                self._change_transaction(processing_event, filled)
+
+    def _account_ref(
+        self, processing_event: ProcessingEvent[UUID], account_id: UUID
+    ) -> AccountRef:
+        account = self._get_account(processing_event, account_id)
+        if account is None:
+            return AccountRef(account_id)
+        return AccountRef(account.id, account.name, account.owner)
 
     @staticmethod
     def _change_account(
@@ -285,15 +396,23 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         message_type: str,
         **data: Any,
     ) -> None:
-        message = FeedMessage(message_type, {"account": account.to_json(), **data})
+        # With the balance: for the owner (and staff) only.
+        message = FeedMessage(
+            message_type,
+            {"account": account.to_json(), **data},
+            audience=account.audience,
+        )
         _add_changes(processing_event, ViewChanges(accounts=[account], feed=[message]))
 
     @staticmethod
     def _change_transaction(
         processing_event: ProcessingEvent[UUID], transaction: TransactionView
     ) -> None:
+        # No balances: for both accounts' owners (a payee sees who paid).
         message = FeedMessage(
-            f"transaction_{transaction.status}", {"transaction": transaction.to_json()}
+            f"transaction_{transaction.status}",
+            {"transaction": transaction.to_json()},
+            audience=transaction.audience,
         )
         changes = ViewChanges(transactions=[transaction], feed=[message])
         _add_changes(processing_event, changes)
@@ -329,3 +448,13 @@ def _add_changes(processing_event: ProcessingEvent[UUID], changes: ViewChanges) 
 
 def _str_or_none(value: UUID | None) -> str | None:
     return None if value is None else str(value)
+
+
+def _entry_kind(domain_event: Any, counterparty_id: UUID | None) -> EntryKind:
+    """What a statement line shows, from the event alone (so a rebuild, which reads
+    Accounts before Sagas, writes the same lines as the live view)."""
+    if getattr(domain_event, "is_refund", False):
+        return "refund"
+    if counterparty_id is not None:
+        return "transfer"
+    return "deposit" if domain_event.amount > 0 else "withdrawal"
