@@ -1,4 +1,5 @@
-"""The console entry point: `bankaccounts serve` (also `python -m bankaccounts`)."""
+"""The console entry point: `bankaccounts serve` (also `python -m bankaccounts`),
+the workers, init-db, status, rebuild-read-model, and `bankaccounts users`."""
 
 from __future__ import annotations
 
@@ -16,12 +17,14 @@ from bankaccounts.deploy import preflight
 from bankaccounts.deploy.worker import WORKER_NAMES
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from bankaccounts.settings import ConfigurationError, check_environment
+from bankaccounts.users import ROLES, Users
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from types import FrameType
 
     from bankaccounts.deploy.preflight import Budget
+    from bankaccounts.users import Actor
 
 logger = logging.getLogger("bankaccounts.cli")
 
@@ -85,6 +88,13 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
             metavar="NAMES",
             help="comma-separated host names (or *.domain) that clients may use in "
             "the Host header, besides localhost, 127.0.0.1, ::1 and --host",
+        )
+        serve.add_argument(
+            "--registration",
+            choices=["open", "closed"],
+            default=env("REGISTRATION", "open"),
+            help="open: anyone may sign up (the first user is staff when --host is "
+            "a loopback address); closed: only signed-in staff may add users",
         )
         add_logging(serve)
         if name == "serve":
@@ -155,7 +165,40 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
     )
     add_data_dir(rebuild)
     add_logging(rebuild)
+    add_users_commands(commands, add_data_dir, add_logging)
     return parser
+
+
+def add_users_commands(
+    commands: Any,
+    add_data_dir: Callable[[argparse.ArgumentParser], None],
+    add_logging: Callable[[argparse.ArgumentParser], None],
+) -> None:
+    """`bankaccounts users create|list|set-role|revoke-tokens`."""
+    users = commands.add_parser(
+        "users", help="create users, list them, set their roles, revoke their tokens"
+    )
+    actions = users.add_subparsers(
+        dest="users_command", metavar="ACTION", required=True
+    )
+    create = actions.add_parser(
+        "create",
+        help="create a user; the password is read from a prompt, or a line of stdin",
+    )
+    create.add_argument("username", metavar="NAME")
+    create.add_argument("--role", choices=ROLES, default="customer")
+    listing = actions.add_parser("list", help="list the users: username, role, id")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    set_role = actions.add_parser("set-role", help="make a user staff or customer")
+    set_role.add_argument("username", metavar="NAME")
+    set_role.add_argument("role", metavar="ROLE", choices=ROLES)
+    revoke = actions.add_parser(
+        "revoke-tokens", help="sign a user out everywhere: revoke every token"
+    )
+    revoke.add_argument("username", metavar="NAME")
+    for action in (create, listing, set_role, revoke):
+        add_data_dir(action)
+        add_logging(action)
 
 
 def port_number(text: str) -> int:
@@ -181,6 +224,7 @@ def serve(
     workers: int = 1,
     allowed_hosts: str = "",
     log_format: str = "text",
+    registration: str = "open",
 ) -> int:
     """Runs the web server (and the system, unless distributed) until SIGTERM.
 
@@ -200,7 +244,13 @@ def serve(
     )
     from bankaccounts.deploy.datalock import DataDirectoryInUseError, DataDirectoryLock
     from bankaccounts.deploy.preflight import WEB_POOL, DatabaseUnavailableError
-    from bankaccounts.web.app import ALLOWED_HOSTS_VARIABLE, create_app
+    from bankaccounts.web.app import (
+        ALLOWED_HOSTS_VARIABLE,
+        HOST_VARIABLE,
+        REGISTRATION_VARIABLE,
+        create_app,
+        is_loopback_host,
+    )
     from bankaccounts.web.websocket import MAX_MESSAGE_BYTES
 
     if workers < 1 or (workers > 1 and not distributed):
@@ -239,6 +289,8 @@ def serve(
                 os.environ.setdefault(name, value)
             # What create_distributed_app reads, in this process and uvicorn's.
             os.environ[ALLOWED_HOSTS_VARIABLE] = ",".join(hosts)
+            os.environ[REGISTRATION_VARIABLE] = registration
+            os.environ[HOST_VARIABLE] = host
             environ = distributed_env(os.environ)
             check_postgres(
                 environ,
@@ -277,6 +329,15 @@ def serve(
         )
     url = f"http://{url_host(host)}:{sock.getsockname()[1]}"
     logs.announce(f"Bank accounts{storage}")
+    # Only someone at this machine can be the first to reach a loopback address.
+    founder_may_sign_up = is_loopback_host(host)
+    if not founder_may_sign_up:
+        logger.info(
+            "listening on %s, not a loopback address: nobody becomes staff by "
+            "signing up; create staff with `bankaccounts users create NAME --role "
+            "staff`",
+            host,
+        )
     if workers > 1:
         # uvicorn's workers bind the port themselves: it was free a moment ago.
         sock.close()
@@ -288,7 +349,12 @@ def serve(
             **options,
         )
         return 0
-    app = create_app(bank, allowed_hosts=hosts)
+    app = create_app(
+        bank,
+        allowed_hosts=hosts,
+        registration="closed" if registration == "closed" else "open",
+        founder_may_sign_up=founder_may_sign_up,
+    )
     server = _clean_exit_server_class()(uvicorn.Config(app, **options))
     logs.announce(f"Serving {url} (Ctrl-C to stop)")
     try:
@@ -373,15 +439,16 @@ def web_budget(environ: Mapping[str, str], workers: int) -> Budget:
 
 
 def embedded_budget(environ: Mapping[str, str]) -> Budget:
-    """The embedded system's connections: a pool per application."""
-    from bankaccounts.deploy.bootstrap import APPLICATION_NAMES
+    """The embedded system's connections: a pool per application, and the users'."""
+    from bankaccounts.deploy.bootstrap import APPLICATION_NAMES, USERS_NAME
     from bankaccounts.deploy.preflight import process_budget
 
-    return process_budget(environ, APPLICATION_NAMES)
+    return process_budget(environ, [*APPLICATION_NAMES, USERS_NAME])
 
 
 def init_db() -> int:
-    """Creates the tables of every application of the system, one after another."""
+    """Creates the tables of every application of the system, one after another,
+    then the users'."""
     from bankaccounts.deploy.bootstrap import distributed_env
     from bankaccounts.deploy.preflight import DatabaseUnavailableError
     from bankaccounts.system.definition import BankAccountSystem
@@ -397,6 +464,8 @@ def init_db() -> int:
     for name in system.nodes:
         system.get_app_cls(name)(env=env).close()
         print(f"{name}: tables ready", flush=True)
+    Users(env=env).close()
+    print(f"{Users.name}: tables ready", flush=True)
     return 0
 
 
@@ -500,6 +569,113 @@ def rebuild_read_model(dry_run: bool, data_dir: str | None) -> int:
     return run(dry_run=dry_run, data_dir=data_dir)
 
 
+def users_command(args: argparse.Namespace) -> int:
+    """Runs `bankaccounts users ACTION`: 0 done, 2 bad input, 1 no such user."""
+    from eventsourcing.persistence import PersistenceError
+
+    from bankaccounts.deploy.preflight import DatabaseUnavailableError
+    from bankaccounts.exceptions import (
+        InvalidPasswordError,
+        InvalidUsernameError,
+        UsernameTakenError,
+        UserNotFoundError,
+    )
+
+    password = None
+    if args.users_command == "create":
+        try:
+            password = read_password()
+        except ValueError as error:
+            return fail(str(error))
+    try:
+        users = open_users(args.data_dir)
+    except ValueError as error:
+        return fail(str(error))
+    except (DatabaseUnavailableError, PersistenceError) as error:
+        return fail(str(error), status=1)
+    try:
+        return run_users_action(users, args, password)
+    except (InvalidUsernameError, InvalidPasswordError) as error:
+        return fail(str(error))
+    except (UsernameTakenError, UserNotFoundError) as error:
+        return fail(str(error), status=1)
+    finally:
+        users.close()
+
+
+def run_users_action(
+    users: Users, args: argparse.Namespace, password: str | None
+) -> int:
+    """One action on the users; prints what was done."""
+    from bankaccounts.exceptions import UserNotFoundError
+
+    if args.users_command == "create":
+        actor = users.register(args.username, password or "", role=args.role)
+        print(f"created {actor.role} {actor.username} ({actor.id})")
+    elif args.users_command == "list":
+        actors = users.list_users()
+        if args.json:
+            print(json.dumps([actor.to_json() for actor in actors], indent=2))
+        else:
+            print(format_users(actors))
+    elif args.users_command == "set-role":
+        actor = users.set_role(args.username, args.role)
+        print(f"{actor.username} is {actor.role}")
+    else:
+        actor_or_none = users.get_user(args.username)
+        if actor_or_none is None:
+            msg = f"No user is called {args.username!r}"
+            raise UserNotFoundError(msg)
+        count = users.revoke_tokens(actor_or_none.username)
+        print(f"revoked {count} token{'' if count == 1 else 's'} of {args.username}")
+    return 0
+
+
+def format_users(actors: Sequence[Actor]) -> str:
+    """A table: username, role, id, one user a line."""
+    rows = [("USERNAME", "ROLE", "ID")]
+    rows.extend((a.username, a.role, str(a.id)) for a in actors)
+    widths = [max(len(row[i]) for row in rows) for i in range(2)]
+    return "\n".join(
+        f"{name:<{widths[0]}}  {role:<{widths[1]}}  {id_}" for name, role, id_ in rows
+    )
+
+
+def read_password() -> str:
+    """The new user's password: typed twice at a prompt, or a line of stdin."""
+    import getpass
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat the password: ") != password:
+            msg = "the passwords typed differ"
+            raise ValueError(msg)
+        return password
+    line = sys.stdin.readline()
+    if not line:
+        msg = "no password: type it at the prompt, or give it as a line of stdin"
+        raise ValueError(msg)
+    return line.removesuffix("\n").removesuffix("\r")
+
+
+def open_users(data_dir: str | None) -> Users:
+    """The Users application where the bank keeps its data (as serve would).
+
+    The data directory's SQLite file, or the store PERSISTENCE_MODULE names; the
+    database is checked first, so a wrong setting says why within seconds.
+    """
+    from bankaccounts.deploy.bootstrap import system_env, users_env
+
+    module = os.environ.get("PERSISTENCE_MODULE")
+    if module == POSTGRES_MODULE:
+        environ = {**preflight.WORKER_POOL, **os.environ}
+        check_postgres(environ)
+        return Users(env=environ)
+    if module == SQLALCHEMY_MODULE:
+        check_sqlalchemy(os.environ)
+    return Users(env=users_env(system_env(data_dir)))
+
+
 def _clean_exit_server_class() -> type:
     import uvicorn
 
@@ -545,6 +721,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             workers=getattr(args, "workers", 1),
             allowed_hosts=args.allowed_hosts,
             log_format=args.log_format,
+            registration=args.registration,
         )
     if args.command == "init-db":
         return init_db()
@@ -554,6 +731,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return status(args.json, args.stuck_after, args.data_dir)
     if args.command == "rebuild-read-model":
         return rebuild_read_model(args.dry_run, args.data_dir)
+    if args.command == "users":
+        return users_command(args)
     parser.print_help()  # pragma: no cover (argparse rejects unknown commands)
     return 2  # pragma: no cover
 

@@ -14,8 +14,9 @@ import difflib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from bankaccounts.deploy.bootstrap import APPLICATION_NAMES, RUNNERS
+from bankaccounts.deploy.bootstrap import APPLICATION_NAMES, RUNNERS, USERS_NAME
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS
+from bankaccounts.users import MAX_TOKEN_DAYS, TOKEN_DAYS_VARIABLE, token_days
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -155,6 +156,17 @@ SETTINGS: tuple[Setting, ...] = (
         "seconds above 0",
         _positive_float,
     ),
+    Setting(
+        "BANKACCOUNTS_REGISTRATION",
+        "open or closed",
+        _choice("open", "closed"),
+        "--registration",
+    ),
+    Setting(
+        TOKEN_DAYS_VARIABLE,
+        f"a number of days above 0 and at most {MAX_TOKEN_DAYS}",
+        token_days,
+    ),
     # The test suite's own switches (see DEVELOPERS.md).
     *(
         Setting(f"BANKACCOUNTS_{name}", "anything")
@@ -209,7 +221,8 @@ def setting_of(name: str) -> Setting | None:
     if setting is not None:
         return setting
     application, _, rest = name.partition("_")
-    if application.capitalize() in APPLICATION_NAMES and rest.startswith("POSTGRES_"):
+    names = (*APPLICATION_NAMES, USERS_NAME)
+    if application.capitalize() in names and rest.startswith("POSTGRES_"):
         return BY_VARIABLE.get(rest)
     return None
 

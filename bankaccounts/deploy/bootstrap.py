@@ -19,6 +19,7 @@ from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
 from bankaccounts.system.sagas import Sagas
+from bankaccounts.users import Users
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -48,6 +49,8 @@ RUNNERS: dict[str, Callable[[BankAccountSystem, Mapping[str, str]], Runner[Any]]
     "ray": _ray_runner,
 }
 APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
+#: The application of users and tokens: next to the system, not part of it.
+USERS_NAME = Users.name
 DEFAULT_DATA_DIR = "bankaccounts-data"
 KNOWN_ACCOUNTS_LIMIT = 100_000  # ids remembered by Bank.account_exists
 
@@ -59,12 +62,36 @@ def system_env(
 
     If PERSISTENCE_MODULE is set (for example to eventsourcing.postgres with the
     POSTGRES_* variables), the environment decides. Otherwise every application gets
-    its own SQLite file in one data directory, so accounts survive a restart.
+    its own SQLite file in one data directory, so accounts survive a restart (the
+    users too: users.sqlite).
     """
     directory = data_directory(data_dir, environ)
     if directory is None:
         return {}
-    return sqlite_env(directory, APPLICATION_NAMES)
+    return sqlite_env(directory, [*APPLICATION_NAMES, USERS_NAME])
+
+
+def users_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The Users application's settings, next to the system's in env.
+
+    PostgreSQL and MySQL keep its events in a table of its own (users_events) in the
+    same database, POPO in memory. SQLite needs a file of its own (the library's
+    tables are not prefixed): USERS_SQLITE_DBNAME if set, else users.sqlite next to
+    the system's files. Raises ValueError if there is nowhere to put it.
+    """
+    merged = {**os.environ, **env}
+    variable = f"{USERS_NAME.upper()}_SQLITE_DBNAME"
+    if merged.get("PERSISTENCE_MODULE") != "eventsourcing.sqlite" or merged.get(
+        variable
+    ):
+        return dict(env)
+    for name in APPLICATION_NAMES:
+        path = merged.get(f"{name.upper()}_SQLITE_DBNAME", "")
+        if path and "memory" not in path:
+            users_file = Path(path).parent / f"{USERS_NAME.lower()}.sqlite"
+            return {**env, variable: str(users_file)}
+    msg = f"the users need a SQLite file of their own: set {variable}"
+    raise ValueError(msg)
 
 
 def data_directory(
@@ -140,16 +167,37 @@ class Bank:
         self.catch_up = CatchUp(self.runner, catch_up_interval)
         self._known_accounts: set[UUID] = set()
         self._database_check = DatabaseCheck(lambda: self.interface.view)
+        self._users_env = users_env(self.env)
+        self._users: Users | None = None
 
     def start(self) -> None:
-        """Starts the runner (and so every application), and the catch-ups."""
-        self.runner.start()
+        """Starts the runner (and so every application), the catch-ups, the users."""
+        self._users = Users(env=self._users_env)
+        try:
+            self.runner.start()
+        except BaseException:
+            self._close_users()
+            raise
         self.catch_up.start()
 
     def stop(self) -> None:
         """Stops the catch-ups and the runner; closes the applications' connections."""
         self.catch_up.stop()
         self.runner.stop()
+        self._close_users()
+
+    def _close_users(self) -> None:
+        if self._users is not None:
+            self._users.close()
+            self._users = None
+
+    @property
+    def users(self) -> Users:
+        """Registers users, signs them in and tells who holds a token (once started)."""
+        if self._users is None:
+            msg = "the bank is not started"
+            raise RuntimeError(msg)
+        return self._users
 
     @property
     def commands(self) -> Commands:
@@ -235,6 +283,8 @@ class DistributedBank(Bank):
         self._sagas_reader: Sagas | None = None
         self._sagas_lock = threading.Lock()
         self._database_check = DatabaseCheck(lambda: self.interface.view)
+        self._users_env = self.env
+        self._users = None
 
     def start(self) -> None:
         """Connects the applications and starts following the feed."""
@@ -243,6 +293,7 @@ class DistributedBank(Bank):
 
         for cls in (Commands, Accounts, InterfaceApplication):
             self._apps[cls] = cls(env=self.env)
+        self._users = Users(env=self.env)
         view = self.interface.view
         assert isinstance(view, PostgresReadModelRecorder)
         self.feed = PostgresFeedSubscription(
@@ -257,6 +308,7 @@ class DistributedBank(Bank):
         for app in self._apps.values():
             app.close()
         self._apps.clear()
+        self._close_users()
         if self._sagas_reader is not None:
             self._sagas_reader.close()
             self._sagas_reader = None

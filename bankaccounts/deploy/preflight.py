@@ -66,12 +66,14 @@ DISTRIBUTED_TABLES = (
     "interface_accounts",
     "interface_transactions",
     "interface_feed",
+    "users_events",
+    "users_snapshots",
 )
 
 #: The pools of a web process of the distributed deployment (per uvicorn worker):
 #: Sagas only for the status in GET /api/system and /metrics; the feed's LISTEN
-#: connection is one of Interface's.
-WEB_APPLICATIONS = ("Commands", "Accounts", "Interface", "Sagas")
+#: connection is one of Interface's; Users checks every request's token.
+WEB_APPLICATIONS = ("Commands", "Accounts", "Interface", "Sagas", "Users")
 
 #: Pool sizes, unless the environment says otherwise. A web process answers from up
 #: to 40 threads, but each query holds a connection for a millisecond or two: five

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -30,7 +31,8 @@ from bankaccounts.exceptions import (
     UsernameTakenError,
 )
 from bankaccounts.metrics import watch_applications
-from bankaccounts.web import api, probes, system, websocket
+from bankaccounts.web import api, auth, probes, system, websocket
+from bankaccounts.web.auth import SESSION_COOKIE, Registration, users_of
 from bankaccounts.web.docs import add_docs
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.probes import ProbesMiddleware
@@ -41,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
 
     from bankaccounts.deploy.bootstrap import Bank
+    from bankaccounts.users import Actor
 
 PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
@@ -72,6 +75,9 @@ ERROR_STATUS: dict[type[Exception], int] = {
 
 #: The environment variable of `create_distributed_app`'s allowed host names.
 ALLOWED_HOSTS_VARIABLE = "BANKACCOUNTS_ALLOWED_HOSTS"
+#: ... and of its registration (open or closed) and the address it listens on.
+REGISTRATION_VARIABLE = "BANKACCOUNTS_REGISTRATION"
+HOST_VARIABLE = "BANKACCOUNTS_HOST"
 
 
 def create_app(
@@ -80,12 +86,20 @@ def create_app(
     manage_bank: bool = True,
     feed_queue_size: int = 1000,
     allowed_hosts: Sequence[str] | None = None,
+    registration: Registration = "open",
+    founder_may_sign_up: bool = True,
 ) -> FastAPI:
     """Builds the web application around a bank (started and stopped with the app).
 
     feed_queue_size bounds each websocket client's queue of unsent messages;
     allowed_hosts are the names in Host headers served (None: the loopback names).
+    registration "closed": only signed-in staff may add users. founder_may_sign_up:
+    the bank's first user to sign up becomes staff (a server listening on a
+    loopback address only; elsewhere staff come from `bankaccounts users`).
     """
+    if registration not in ("open", "closed"):
+        msg = f"registration must be open or closed, not {registration!r}"
+        raise ValueError(msg)
     allowed = AllowedHosts.of(allowed_hosts)
 
     @contextlib.asynccontextmanager
@@ -114,12 +128,15 @@ def create_app(
         redoc_url=None,
     )
     app.state.allowed_hosts = allowed
+    app.state.registration = registration
+    app.state.founder_may_sign_up = founder_may_sign_up
     add_security(app, allowed)
     # Outside the guards (added last, run first): probes answer any Host, and every
     # request, refused or not, is counted and logged with its id.
     app.add_middleware(ProbesMiddleware)
     app.add_middleware(RequestLogMiddleware)
     app.include_router(probes.router)
+    app.include_router(auth.router)
     app.include_router(api.router)
     app.include_router(system.router)
     app.include_router(websocket.router)
@@ -129,8 +146,30 @@ def create_app(
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def index(request: Request) -> Any:
+        actor = signed_in(request)
+        if actor is None:
+            return RedirectResponse("/signin?next=/", status.HTTP_303_SEE_OTHER)
         return templates.TemplateResponse(
-            request, "index.html", {"title": "Bank accounts"}
+            request,
+            "index.html",
+            {"title": "Bank accounts", "user": actor.to_json()},
+            headers=NO_STORE,
+        )
+
+    @app.get("/signin", response_class=HTMLResponse, include_in_schema=False)
+    def signin(request: Request, next: str = "/") -> Any:  # noqa: A002 (the query's)
+        target = local_path(next)
+        if signed_in(request) is not None:
+            return RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+        return templates.TemplateResponse(
+            request,
+            "signin.html",
+            {
+                "title": "Sign in",
+                "registration_open": app.state.registration == "open",
+                "next": target,
+            },
+            headers=NO_STORE,
         )
 
     for error_type, code in ERROR_STATUS.items():
@@ -139,6 +178,46 @@ def create_app(
     app.add_exception_handler(AuthenticationError, _authentication_error_handler)
     app.add_exception_handler(SignInThrottledError, _throttled_handler)
     return app
+
+
+#: Pages that show who is signed in are not kept by caches.
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def signed_in(request: Request) -> Actor | None:
+    """The user of the browser's session cookie, or None (a page reads no header)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    return None if not token else users_of(request).authenticate(token)
+
+
+def local_path(target: str) -> str:
+    """The target if it is a path on this server ("/..."), else "/".
+
+    No "//host" or "/\\host" (browsers read both as another host), no scheme, no
+    control characters: a sign-in link must not send anyone elsewhere.
+    """
+    if (
+        not target.startswith("/")
+        or target.startswith(("//", "/\\"))
+        or len(target) > 2048
+        or any(ord(c) < 0x20 or ord(c) == 0x7F or c == "\\" for c in target)
+    ):
+        return "/"
+    return target
+
+
+def is_loopback_host(host: str) -> bool:
+    """True if the address is loopback: 127.0.0.0/8, ::1, or the name localhost."""
+    name = host.strip().lower().removeprefix("[").removesuffix("]")
+    if name == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback
 
 
 async def _authentication_error_handler(_: Request, error: Exception) -> JSONResponse:
@@ -186,15 +265,24 @@ def create_distributed_app() -> FastAPI:
     """A web process of the distributed deployment, configured by the environment.
 
     The factory that `bankaccounts serve --distributed --workers N` gives uvicorn;
-    BANKACCOUNTS_ALLOWED_HOSTS (comma-separated) adds host names to the loopback ones.
+    BANKACCOUNTS_ALLOWED_HOSTS (comma-separated) adds host names to the loopback ones,
+    BANKACCOUNTS_REGISTRATION is open or closed, and the first user to sign up is
+    staff only if BANKACCOUNTS_HOST (the address listened on) is a loopback one.
     """
     import os
 
     from bankaccounts.deploy.bootstrap import DistributedBank
 
+    registration = (os.environ.get(REGISTRATION_VARIABLE) or "open").strip().lower()
+    if registration not in ("open", "closed"):
+        msg = f"{REGISTRATION_VARIABLE} must be open or closed, not {registration!r}"
+        raise ValueError(msg)
+    host = (os.environ.get(HOST_VARIABLE) or "").strip() or "127.0.0.1"
     return create_app(
         DistributedBank(dict(os.environ)),
         allowed_hosts=allowed_hosts_from(os.environ.get(ALLOWED_HOSTS_VARIABLE)),
+        registration=cast("Registration", registration),
+        founder_may_sign_up=is_loopback_host(host),
     )
 
 
