@@ -10,9 +10,12 @@ import pytest
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from bankaccounts.deploy import bootstrap
+from bankaccounts import usecases
+from bankaccounts.domainmodel import UserRef
+from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.system.commands import Commands
-from bankaccounts.web.api import require_account, transaction_status
+from bankaccounts.usecases import Banking
+from bankaccounts.users import Actor
 from bankaccounts.web.schemas import TransactionOut
 from tests.waiting import wait_for
 from tests.webclient import bank_client, deposit, open_account
@@ -112,12 +115,15 @@ def test_transfer_and_failed_transfer_refunds(client: TestClient) -> None:
     body = {"debit_account_id": alice, "credit_account_id": bob, "amount": "20"}
     response = client.post("/api/transfers?wait=true", json=body)
     assert response.json()["status"] == "succeeded"
-    assert client.post(f"/api/accounts/{bob}/close", json={}).status_code == 200
+    carol = open_account(client, "Carol")
+    assert client.post(f"/api/accounts/{carol}/close", json={}).status_code == 200
+    body["credit_account_id"] = carol
     response = client.post("/api/transfers?wait=true", json=body)
     assert response.json()["status"] == "failed"
-    assert response.json()["error"] == "Bob's account is closed"
+    assert response.json()["error"] == "Carol's account is closed"
     assert client.get(f"/api/accounts/{alice}").json()["balance"] == "30.00"
     assert client.get(f"/api/accounts/{bob}").json()["balance"] == "20.00"
+    assert client.get(f"/api/accounts/{carol}").json()["balance"] == "0.00"
 
 
 def test_overdraft_limit_and_close(client: TestClient) -> None:
@@ -132,6 +138,13 @@ def test_overdraft_limit_and_close(client: TestClient) -> None:
     ).json()
     assert answer["status"] == "succeeded"
     assert client.get(f"/api/accounts/{alice}").json()["balance"] == "-500.00"
+    refused = client.post(f"/api/accounts/{alice}/close", json={})
+    assert refused.status_code == 409
+    assert refused.json()["detail"] == (
+        "Alice's account owes 500.00: pay the debt in first "
+        "(a deposit or a transfer into it), then close it"
+    )
+    deposit(client, alice, "500")
     closed = client.post(f"/api/accounts/{alice}/close", json={})
     assert closed.status_code == 200
     assert closed.json()["is_closed"] is True
@@ -413,24 +426,40 @@ def test_a_pending_transaction_is_shown_in_full() -> None:
     """Recorded by Commands, not yet in the read model: the documented shape."""
     commands = Commands(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     alice, bob = uuid.uuid4(), uuid.uuid4()
-    transaction_id = commands.transfer_funds(alice, bob, "2.50")
+    staff = Actor(uuid.uuid4(), "staff", "staff")
+    transaction_id = commands.transfer_funds(alice, bob, "2.50", initiated_by=staff.ref)
 
     class EmptyView:
         def get_transaction(self, _: uuid.UUID) -> None:
             return None
 
+        def get_account(self, _: uuid.UUID) -> None:
+            return None
+
+    class NoAccounts:
+        def get_account(self, account_id: uuid.UUID) -> None:
+            raise AccountNotFoundError(account_id)
+
     bank = SimpleNamespace(
-        commands=commands, interface=SimpleNamespace(view=EmptyView())
+        commands=commands,
+        accounts=NoAccounts(),
+        interface=SimpleNamespace(view=EmptyView()),
     )
-    status = transaction_status(bank, transaction_id)  # type: ignore[arg-type]
-    assert status is not None
+    banking = Banking(bank)  # type: ignore[arg-type]
+    transaction = banking.transaction(staff, transaction_id)
+    assert transaction is not None
+    status = transaction.to_json()
     assert set(status) == set(TransactionOut.model_fields)
     assert status["status"] == "pending"
     assert status["kind"] == "transfer"
     assert status["amount"] == "2.50"
     assert status["debit_account_id"] == str(alice)
     assert status["credit_account_id"] == str(bob)
-    assert transaction_status(bank, uuid.uuid4()) is None  # type: ignore[arg-type]
+    assert status["initiated_by"] == {"id": str(staff.id), "username": "staff"}
+    assert banking.transaction(staff, uuid.uuid4()) is None
+    # Nobody else's to see: a customer who owns neither account.
+    customer = Actor(uuid.uuid4(), "carol", "customer")
+    assert banking.transaction(customer, transaction_id) is None
 
 
 def test_transactions_of_an_unknown_account_are_404(client: TestClient) -> None:
@@ -505,11 +534,13 @@ def test_list_endpoints_answer_the_json_fastapi_would(client: TestClient) -> Non
 
     accounts = client.get("/api/accounts")
     assert accounts.headers["content-type"] == "application/json"
-    assert accounts.content == fastapi_json([a.to_json() for a in view.list_accounts()])
+    assert accounts.content == fastapi_json(
+        [a.to_json() for a in view.list_accounts()[0]]
+    )
     assert "Zoë".encode() in accounts.content  # not \\u escaped, as before
     transactions = client.get(f"/api/transactions?account_id={alice}&limit=5")
     assert transactions.content == fastapi_json(
-        [t.to_json() for t in view.list_transactions(uuid.UUID(alice), 5)]
+        [t.to_json() for t in view.list_transactions(uuid.UUID(alice), limit=5)[0]]
     )
     assert len(transactions.json()) == 2
     state = client.get("/api/state").json()
@@ -531,27 +562,27 @@ def test_list_endpoints_answer_the_json_fastapi_would(client: TestClient) -> Non
     assert set(account_fields) == set(accounts.json()[0])
 
 
-def test_account_exists_remembers_accounts_it_has_seen(
+def test_owners_are_remembered_and_unknown_accounts_asked_each_time(
     client: TestClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bank = client.app.state.bank  # type: ignore[attr-defined]
+    staff = client.staff  # type: ignore[attr-defined]
     alice = uuid.UUID(open_account(client, "Alice"))
+    bob = uuid.UUID(open_account(client, "Bob"))
+    banking = client.app.state.banking  # type: ignore[attr-defined]
     unknown = uuid.uuid4()
-    assert bank.account_exists(alice)
-    assert not bank.account_exists(unknown)
-    assert unknown not in bank._known_accounts
+    owner = UserRef(uuid.UUID(staff.id), staff.username)
+    assert banking._owners == {alice: owner, bob: owner}
+    bank = client.app.state.bank  # type: ignore[attr-defined]
 
     def no_database(*_: Any) -> None:
         raise AssertionError("asked the database")
 
-    bob = uuid.UUID(open_account(client, "Bob"))
-    assert bank.account_exists(bob)
     with monkeypatch.context() as patch:
         patch.setattr(bank.interface.view, "get_account", no_database)
         patch.setattr(bank.accounts, "get_account", no_database)
-        assert bank.account_exists(alice)
-        assert bank.account_exists(bob)
-        require_account(bank, alice)  # what record_transfer asks, twice
+        body = {"debit_account_id": str(alice), "credit_account_id": str(bob)}
+        response = client.post("/api/transfers", json={**body, "amount": "1"})
+        assert response.status_code == 202, response.text
     # Unknown accounts are still 404, asked each time.
     response = client.post(
         "/api/transfers",
@@ -563,11 +594,10 @@ def test_account_exists_remembers_accounts_it_has_seen(
     )
     assert response.status_code == 404
     assert response.json()["detail"] == f"Account not found: account {unknown}"
-    # The set is bounded: emptied when full.
-    monkeypatch.setattr(bootstrap, "KNOWN_ACCOUNTS_LIMIT", 2)
-    assert len(bank._known_accounts) == 2
+    assert unknown not in banking._owners
+    # The map is bounded: emptied when full.
+    monkeypatch.setattr(usecases, "KNOWN_OWNERS_LIMIT", 2)
     carol = uuid.UUID(open_account(client, "Carol"))
-    assert bank.account_exists(carol)
-    assert bank._known_accounts == {carol}
-    assert bank.account_exists(alice)
-    assert bank._known_accounts == {carol, alice}
+    assert banking._owners == {carol: owner}
+    assert client.get(f"/api/accounts/{alice}").status_code == 200
+    assert banking._owners == {carol: owner, alice: owner}

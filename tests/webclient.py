@@ -1,7 +1,15 @@
-"""Helpers for the web tests: a TestClient around a real bank, and feed readers."""
+"""Helpers for the web tests: a signed-in TestClient around a real bank, users, feeds.
+
+Every /api route but sign-up and sign-in, and the /ws handshake, need a token.
+`bank_client` signs up the bank's first user, who is staff (the app is built with
+founder_may_sign_up=True, as `serve` does on a loopback address: a TestClient's
+peer is "testclient", not an address), and sends that token with every request.
+`sign_up` adds customers; their `headers` go with a request or a handshake instead.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi.testclient import TestClient
@@ -17,26 +25,91 @@ if TYPE_CHECKING:
 
 #: The names a TestClient reaches the app by ("testserver" is its default Host).
 TEST_HOSTS = ("localhost", "testserver")
+#: Every test user's password.
+PASSWORD = "correct horse battery staple"
+#: The username of the bank's first user, staff, as whom bank_client signs in.
+STAFF = "staff"
 
 
-def bank_client(env: Mapping[str, str]) -> Iterator[TestClient]:
-    """A TestClient whose lifespan starts and stops a bank on env."""
-    with TestClient(create_app(Bank(env), allowed_hosts=TEST_HOSTS)) as client:
+@dataclass(frozen=True)
+class User:
+    """A signed-up, signed-in user: who, and the header that says so."""
+
+    id: str
+    username: str
+    role: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The Authorization header (a request's or a websocket handshake's)."""
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def bank_client(env: Mapping[str, str], **options: Any) -> Iterator[TestClient]:
+    """A TestClient whose lifespan runs a bank on env, signed in as its staff.
+
+    options go to create_app. The staff user is `client.staff` (a User).
+    """
+    app = create_app(
+        Bank(env), allowed_hosts=TEST_HOSTS, founder_may_sign_up=True, **options
+    )
+    with TestClient(app) as client:
+        staff = sign_up(client, STAFF)
+        assert staff.role == "staff", staff
+        client.headers["Authorization"] = f"Bearer {staff.token}"
+        client.staff = staff  # type: ignore[attr-defined]
         yield client
 
 
-def open_account(client: TestClient, name: str | None = "Alice") -> str:
-    """Opens an account through the API and returns its id."""
-    response = client.post("/api/accounts", json={"name": name})
+def sign_up(client: TestClient, username: str, password: str = PASSWORD) -> User:
+    """Signs up a user (a customer, but for the bank's first) and signs them in."""
+    response = client.post(
+        "/api/users", json={"username": username, "password": password}
+    )
+    assert response.status_code == 201, response.text
+    user = response.json()
+    return User(user["id"], user["username"], user["role"], sign_in(client, username))
+
+
+def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
+    """A new token of the user.
+
+    The session cookie that the answer sets is dropped: each test request says
+    whose it is by its Authorization header alone.
+    """
+    response = client.post(
+        "/api/tokens", json={"username": username, "password": password}
+    )
+    assert response.status_code == 201, response.text
+    client.cookies.clear()
+    token: str = response.json()["token"]
+    return token
+
+
+def open_account(
+    client: TestClient,
+    name: str | None = "Alice",
+    headers: Mapping[str, str] | None = None,
+) -> str:
+    """Opens an account through the API (as the headers' user) and returns its id."""
+    response = client.post("/api/accounts", json={"name": name}, headers=headers)
     assert response.status_code == 201, response.text
     account_id: str = response.json()["id"]
     return account_id
 
 
-def deposit(client: TestClient, account_id: str, amount: str) -> dict[str, Any]:
+def deposit(
+    client: TestClient,
+    account_id: str,
+    amount: str,
+    headers: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Deposits and waits for the transaction to finish."""
     response = client.post(
-        f"/api/accounts/{account_id}/deposits?wait=true", json={"amount": amount}
+        f"/api/accounts/{account_id}/deposits?wait=true",
+        json={"amount": amount},
+        headers=headers,
     )
     assert response.status_code == 200, response.text
     answer: dict[str, Any] = response.json()

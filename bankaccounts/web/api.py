@@ -1,8 +1,14 @@
-"""The REST API: accounts, money movements and transactions.
+"""The REST API: a thin adapter from HTTP to the use cases (bankaccounts.usecases).
 
-The list endpoints answer with a JSONResponse of the read model's own JSON-ready
-dicts: FastAPI's jsonable_encoder, which would walk every value again, costs ten
-times json.dumps on thousands of accounts. Their response_model only documents them.
+Each route takes the signed-in user (ActorDep) and calls one use case, which
+decides what that user may see and do; this module only turns HTTP into calls and
+views into answers.
+
+The list endpoints answer with a JSONResponse of the views' own JSON-ready dicts:
+FastAPI's jsonable_encoder, which would walk every value again, costs ten times
+json.dumps on thousands of accounts. Their response_model only documents them. A
+list's next page is named by a `Link: <url>; rel="next"` header (RFC 8288), so the
+bodies stay the JSON lists that clients read.
 
 Bodies are parsed by schemas.load_json (the router's ExactJSONRoute), so a JSON
 number is judged by the text the client wrote, never through a float.
@@ -10,9 +16,9 @@ number is judged by the text the client wrote, never through a float.
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
-from decimal import Decimal
-from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -26,27 +32,34 @@ from fastapi import (
     Response,
     status,
 )
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, BeforeValidator
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import HTTPConnection
 
 from bankaccounts.deploy.bootstrap import Bank
-from bankaccounts.exceptions import AccountClosedError, AccountNotFoundError
 from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
 from bankaccounts.logs import request_id
-from bankaccounts.metrics import COMMANDS_RECORDED
-from bankaccounts.readmodel import TransactionView
-from bankaccounts.system.commands import COMMAND_KINDS
+from bankaccounts.usecases import MAX_PAGE, Banking
+from bankaccounts.web.auth import ActorDep
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.schemas import (
+    MAX_CURSOR_LENGTH,
+    MAX_SEARCH_LENGTH,
     AccountIn,
     AccountOut,
+    AccountSortIn,
     AmountIn,
     CommandOut,
     ErrorOut,
     InvalidOut,
     OverdraftLimitIn,
+    PayeeOut,
+    StatementFrom,
+    StatementOut,
+    StatementTo,
     StateOut,
     TransactionOut,
     TransferIn,
@@ -54,13 +67,25 @@ from bankaccounts.web.schemas import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Coroutine
+    from collections.abc import Callable, Coroutine, Iterator
+    from datetime import datetime
 
-    from bankaccounts.domainmodel import BankAccount
+    from bankaccounts.readmodel import StatementEntry
+    from bankaccounts.users import Actor
 
 logger = logging.getLogger("bankaccounts.web")
 
 WAIT_TIMEOUT = 10.0
+#: The statement's CSV columns (one row per entry, newest first).
+STATEMENT_CSV_HEADER = (
+    "date",
+    "transaction_id",
+    "kind",
+    "counterparty",
+    "amount",
+    "balance",
+    "initiated_by",
+)
 
 
 class ExactJSONRequest(Request):
@@ -86,8 +111,17 @@ class ExactJSONRoute(APIRoute):
         return exact_json_handler
 
 
+def get_banking(connection: HTTPConnection) -> Banking:
+    """The use cases of the running bank (made once per bank, on first use)."""
+    state = connection.app.state
+    banking: Banking | None = getattr(state, "banking", None)
+    if banking is None or banking.bank is not state.bank:
+        banking = state.banking = Banking(state.bank)
+    return banking
+
+
 def get_bank(request: Request) -> Bank:
-    """The running bank."""
+    """The running bank (for what is not a use case: the system's state)."""
     bank: Bank = request.app.state.bank
     return bank
 
@@ -99,6 +133,7 @@ def get_hub(request: Request) -> FeedHub:
 
 
 BankDep = Annotated[Bank, Depends(get_bank)]
+BankingDep = Annotated[Banking, Depends(get_banking)]
 HubDep = Annotated[FeedHub, Depends(get_hub)]
 IdempotencyKey = Annotated[
     str | None,
@@ -108,14 +143,29 @@ IdempotencyKey = Annotated[
         pattern=IDEMPOTENCY_KEY_PATTERN,
         description=(
             "Names the request, so that a retry is safe: 1 to 64 letters, digits, "
-            "'.', '_', ':' or '-' (a UUID will do). The same key with the same "
-            "request answers the same transaction (its current status: 200 if it "
-            "has finished), with a different request 409."
+            "'.', '_', ':' or '-' (a UUID will do). Keys are the signed-in user's "
+            "own: the same key with the same request answers the same transaction "
+            "(its current status: 200 if it has finished), with a different "
+            "request 409."
         ),
         examples=["3f2b9c1e-8a4d-4e0f-9b7a-1c2d3e4f5a6b"],
     ),
 ]
 Wait = Annotated[bool, Query(description="Answer when the transaction has finished")]
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=MAX_CURSOR_LENGTH,
+        description="Where the page starts: the cursor in the previous page's "
+        'Link rel="next" header (opaque)',
+    ),
+]
+
+
+PageSize = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description=f"Rows per page, 1 to {MAX_PAGE}")
+]
+
 
 router = APIRouter(prefix="/api", route_class=ExactJSONRoute)
 
@@ -129,6 +179,8 @@ def answers(
     document them, so a pending transaction's short answer is not refused.
     """
     described: dict[int, dict[str, Any]] = {
+        401: {"model": ErrorOut, "description": "Not signed in"},
+        403: {"model": ErrorOut, "description": "Not allowed for this user"},
         404: {"model": ErrorOut, "description": "No such account or transaction"},
         409: {"model": ErrorOut, "description": "Conflict (see the description)"},
         422: {"model": InvalidOut, "description": "Invalid input, field by field"},
@@ -136,7 +188,7 @@ def answers(
     documented: dict[int | str, dict[str, Any]] = {}
     if ok is not None:
         documented[ok_code] = {"model": ok, "description": "Successful Response"}
-    documented.update({code: described[code] for code in codes})
+    documented.update({code: described[code] for code in (401, *codes)})
     return documented
 
 
@@ -155,74 +207,30 @@ COMMAND_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def account_json(account: BankAccount) -> dict[str, Any]:
-    """An account aggregate as the API shows it."""
-    return {
-        "id": str(account.id),
-        "name": account.name,
-        "balance": str(account.balance),
-        "overdraft_limit": str(account.overdraft_limit),
-        "is_closed": account.is_closed,
-        "opened_at": account.created_on.isoformat(),
-        "updated_at": account.modified_on.isoformat(),
-    }
+def with_next_link(
+    request: Request, content: list[dict[str, Any]], cursor: str | None
+) -> JSONResponse:
+    """A JSON list, and the URL of the next page in a Link header if there is one.
+
+    The URL is this request's with the cursor replaced (absolute: a client follows
+    it as it is, and its host is one the security edge allowed).
+    """
+    response = JSONResponse(content)
+    if cursor is not None:
+        url = request.url.include_query_params(cursor=cursor)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
 
 
-def require_account(bank: Bank, account_id: UUID) -> None:
-    """Raises AccountNotFoundError (404) unless the account exists."""
-    if not bank.account_exists(account_id):
-        raise AccountNotFoundError(account_id)
+@router.get("/state", tags=["feed"], response_model=StateOut, responses=answers())
+def get_state(actor: ActorDep, banking: BankingDep) -> JSONResponse:
+    """The feed position, the user, a first page of accounts and recent activity.
 
-
-def record_deposit(
-    bank: Bank, account_id: UUID, amount: Decimal, idempotency_key: str | None = None
-) -> UUID:
-    """Records a deposit command for an existing account; returns its id."""
-    require_account(bank, account_id)
-    transaction_id = bank.commands.deposit_funds(account_id, amount, idempotency_key)
-    COMMANDS_RECORDED.labels("deposit").inc()
-    return transaction_id
-
-
-def record_withdrawal(
-    bank: Bank, account_id: UUID, amount: Decimal, idempotency_key: str | None = None
-) -> UUID:
-    """Records a withdrawal command for an existing account; returns its id."""
-    require_account(bank, account_id)
-    transaction_id = bank.commands.withdraw_funds(account_id, amount, idempotency_key)
-    COMMANDS_RECORDED.labels("withdrawal").inc()
-    return transaction_id
-
-
-def record_transfer(
-    bank: Bank,
-    debit_account_id: UUID,
-    credit_account_id: UUID,
-    amount: Decimal,
-    idempotency_key: str | None = None,
-) -> UUID:
-    """Records a transfer command between existing accounts; returns its id."""
-    require_account(bank, debit_account_id)
-    require_account(bank, credit_account_id)
-    transaction_id = bank.commands.transfer_funds(
-        debit_account_id, credit_account_id, amount, idempotency_key
-    )
-    COMMANDS_RECORDED.labels("transfer").inc()
-    return transaction_id
-
-
-@router.get("/state", tags=["feed"], response_model=StateOut)
-def get_state(bank: BankDep) -> JSONResponse:
-    """The feed position, all accounts and recent transactions, to start a page."""
-    view = bank.interface.view
-    position = view.max_feed_position()  # first: later messages may repeat, not skip
-    return JSONResponse(
-        {
-            "position": position,
-            "accounts": [a.to_json() for a in view.list_accounts()],
-            "transactions": [t.to_json() for t in view.list_transactions(limit=50)],
-        }
-    )
+    Bounded: the first page of the user's accounts (all accounts, for staff), with
+    `accounts_next` the cursor of the next (GET /api/accounts?cursor=...), and the
+    50 most recent transactions the user may see.
+    """
+    return JSONResponse(banking.state(actor).to_json())
 
 
 @router.post(
@@ -232,16 +240,44 @@ def get_state(bank: BankDep) -> JSONResponse:
     response_model=None,
     responses=answers(422, ok=AccountOut, ok_code=201),
 )
-def open_account(bank: BankDep, body: AccountIn | None = None) -> dict[str, Any]:
-    """Opens an account with an optional name."""
-    account_id = bank.accounts.create_account(body.name if body else None)
-    return account_json(bank.accounts.get_account(account_id))
+def open_account(
+    actor: ActorDep, banking: BankingDep, body: AccountIn | None = None
+) -> dict[str, Any]:
+    """Opens an account owned by the signed-in user, with an optional name."""
+    return banking.open_account(actor, body.name if body else None).to_json()
 
 
-@router.get("/accounts", tags=["accounts"], response_model=list[AccountOut])
-def list_accounts(bank: BankDep) -> JSONResponse:
-    """All accounts, from the read model."""
-    return JSONResponse([a.to_json() for a in bank.interface.view.list_accounts()])
+@router.get(
+    "/accounts",
+    tags=["accounts"],
+    response_model=list[AccountOut],
+    responses=answers(422),
+)
+def list_accounts(
+    actor: ActorDep,
+    banking: BankingDep,
+    request: Request,
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=MAX_SEARCH_LENGTH,
+            description="Search: part of the name (any case), or the start of the "
+            "account number",
+        ),
+    ] = None,
+    sort: Annotated[
+        AccountSortIn,
+        Query(description="opened (oldest first), name, or balance (largest first)"),
+    ] = "opened",
+    cursor: Cursor = None,
+    limit: PageSize = 100,
+) -> JSONResponse:
+    """A page of the user's accounts (every account, for staff).
+
+    The next page, if any, is named by the `Link: <url>; rel="next"` header.
+    """
+    page = banking.list_accounts(actor, q, sort, cursor, limit)
+    return with_next_link(request, [a.to_json() for a in page.items], page.next_cursor)
 
 
 @router.get(
@@ -250,12 +286,22 @@ def list_accounts(bank: BankDep) -> JSONResponse:
     response_model=None,
     responses=answers(404, 422, ok=AccountOut),
 )
-def get_account(bank: BankDep, account_id: UUID) -> dict[str, Any]:
-    """One account."""
-    account = bank.interface.view.get_account(account_id)
-    if account is not None:
-        return account.to_json()
-    return account_json(bank.accounts.get_account(account_id))
+def get_account(
+    actor: ActorDep, banking: BankingDep, account_id: UUID
+) -> dict[str, Any]:
+    """One of the user's accounts (any account, for staff)."""
+    return banking.account(actor, account_id).to_json()
+
+
+@router.get(
+    "/accounts/{account_id}/payee",
+    tags=["accounts"],
+    response_model=None,
+    responses=answers(404, 422, ok=PayeeOut),
+)
+def get_payee(actor: ActorDep, banking: BankingDep, account_id: UUID) -> dict[str, Any]:
+    """Any account as a payer sees it: its name, owner and whether it is closed."""
+    return banking.payee(actor, account_id).to_json()
 
 
 @router.put(
@@ -265,11 +311,12 @@ def get_account(bank: BankDep, account_id: UUID) -> dict[str, Any]:
     responses=answers(404, 409, 422, ok=AccountOut),
 )
 def set_overdraft_limit(
-    bank: BankDep, account_id: UUID, body: OverdraftLimitIn
+    actor: ActorDep, banking: BankingDep, account_id: UUID, body: OverdraftLimitIn
 ) -> dict[str, Any]:
     """Sets how far below zero the balance may go (409 if the account is closed)."""
-    bank.accounts.set_overdraft_limit(account_id, body.overdraft_limit)
-    return account_json(bank.accounts.get_account(account_id))
+    return banking.set_overdraft_limit(
+        actor, account_id, body.overdraft_limit
+    ).to_json()
 
 
 @router.post(
@@ -278,12 +325,128 @@ def set_overdraft_limit(
     response_model=None,
     responses=answers(404, 409, 422, ok=AccountOut),
 )
-def close_account(bank: BankDep, account_id: UUID) -> dict[str, Any]:
-    """Closes the account (409 if it is closed already)."""
-    if bank.accounts.get_account(account_id).is_closed:
-        raise AccountClosedError(account_id)
-    bank.accounts.close_account(account_id)
-    return account_json(bank.accounts.get_account(account_id))
+def close_account(
+    actor: ActorDep, banking: BankingDep, account_id: UUID
+) -> dict[str, Any]:
+    """Closes the account: 409 if it is closed already, or if its balance is not zero.
+
+    Money in it (or a debt) must first be moved to (or paid from) another account,
+    so that none vanishes from the books.
+    """
+    return banking.close_account(actor, account_id).to_json()
+
+
+@router.get(
+    "/accounts/{account_id}/statement",
+    tags=["accounts"],
+    response_model=None,
+    responses=answers(404, 422, ok=StatementOut),
+)
+def get_statement(
+    actor: ActorDep,
+    banking: BankingDep,
+    request: Request,
+    account_id: UUID,
+    since: StatementFrom = None,
+    until: StatementTo = None,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
+) -> JSONResponse:
+    """A page of the account's statement, newest first, with running balances.
+
+    `from` and `to` are ISO 8601 dates or date-times (UTC if no offset is given):
+    `from` inclusive, `to` exclusive, and a date `to` includes that whole day. The
+    next page's cursor is `next_cursor`, and its URL the Link rel="next" header.
+    """
+    check_range(since, until)
+    statement = banking.statement(actor, account_id, cursor, limit, since, until)
+    response = JSONResponse(statement.to_json())
+    if statement.next_cursor is not None:
+        url = request.url.include_query_params(cursor=statement.next_cursor)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return response
+
+
+@router.get(
+    "/accounts/{account_id}/statement.csv",
+    tags=["accounts"],
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "content": {"text/csv": {}},
+            "description": "Every matching entry, newest first: "
+            + ",".join(STATEMENT_CSV_HEADER),
+        },
+        **answers(404, 422),
+    },
+)
+def get_statement_csv(
+    actor: ActorDep,
+    banking: BankingDep,
+    account_id: UUID,
+    since: StatementFrom = None,
+    until: StatementTo = None,
+) -> StreamingResponse:
+    """The account's statement as CSV: every entry in the range, newest first.
+
+    Columns: date (ISO 8601 with offset), transaction_id, kind, counterparty (the
+    other account's number, or empty), amount (a debit is negative), balance after
+    it, initiated_by (a username). Streamed a page at a time.
+    """
+    check_range(since, until)
+    first = banking.statement(actor, account_id, None, MAX_PAGE, since, until)
+
+    def rows() -> Iterator[str]:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(STATEMENT_CSV_HEADER)
+        statement = first
+        while True:
+            writer.writerows(csv_row(entry) for entry in statement.entries)
+            yield buffer.getvalue()
+            buffer.seek(0)
+            buffer.truncate()
+            if statement.next_cursor is None:
+                return
+            statement = banking.statement(
+                actor, account_id, statement.next_cursor, MAX_PAGE, since, until
+            )
+
+    filename = f"statement-{account_id}.csv"
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+def csv_row(entry: StatementEntry) -> list[str]:
+    """A statement entry as a CSV row (no free text: names could be formulas)."""
+    counterparty = entry.counterparty
+    initiated_by = entry.initiated_by
+    return [
+        entry.at.isoformat(),
+        str(entry.transaction_id),
+        entry.kind,
+        "" if counterparty is None else str(counterparty.id),
+        str(entry.amount),
+        str(entry.balance),
+        "" if initiated_by is None else initiated_by.username,
+    ]
+
+
+def check_range(since: datetime | None, until: datetime | None) -> None:
+    """422 unless from comes before to."""
+    if since is not None and until is not None and since >= until:
+        raise RequestValidationError(
+            [
+                {
+                    "loc": ("query", "to"),
+                    "msg": "to must come after from",
+                    "type": "value_error",
+                }
+            ]
+        )
 
 
 @router.post(
@@ -294,7 +457,8 @@ def close_account(bank: BankDep, account_id: UUID) -> dict[str, Any]:
     responses=COMMAND_ANSWERS,
 )
 async def deposit(
-    bank: BankDep,
+    actor: ActorDep,
+    banking: BankingDep,
     hub: HubDep,
     response: Response,
     account_id: UUID,
@@ -302,9 +466,12 @@ async def deposit(
     idempotency_key: IdempotencyKey = None,
     wait: Wait = False,
 ) -> dict[str, Any]:
-    """Asks for a deposit; answers with the transaction id."""
-    record = partial(record_deposit, bank, account_id, body.amount, idempotency_key)
-    return await _command(bank, hub, response, record, wait=wait, key=idempotency_key)
+    """Asks for a deposit into one of the user's accounts; answers its id."""
+
+    def record() -> UUID:
+        return banking.deposit(actor, account_id, body.amount, idempotency_key)
+
+    return await _command(actor, banking, hub, response, record, wait, idempotency_key)
 
 
 @router.post(
@@ -315,7 +482,8 @@ async def deposit(
     responses=COMMAND_ANSWERS,
 )
 async def withdraw(
-    bank: BankDep,
+    actor: ActorDep,
+    banking: BankingDep,
     hub: HubDep,
     response: Response,
     account_id: UUID,
@@ -323,9 +491,12 @@ async def withdraw(
     idempotency_key: IdempotencyKey = None,
     wait: Wait = False,
 ) -> dict[str, Any]:
-    """Asks for a withdrawal; answers with the transaction id."""
-    record = partial(record_withdrawal, bank, account_id, body.amount, idempotency_key)
-    return await _command(bank, hub, response, record, wait=wait, key=idempotency_key)
+    """Asks for a withdrawal from one of the user's accounts; answers its id."""
+
+    def record() -> UUID:
+        return banking.withdraw(actor, account_id, body.amount, idempotency_key)
+
+    return await _command(actor, banking, hub, response, record, wait, idempotency_key)
 
 
 @router.post(
@@ -336,23 +507,26 @@ async def withdraw(
     responses=COMMAND_ANSWERS,
 )
 async def transfer(
-    bank: BankDep,
+    actor: ActorDep,
+    banking: BankingDep,
     hub: HubDep,
     response: Response,
     body: TransferIn,
     idempotency_key: IdempotencyKey = None,
     wait: Wait = False,
 ) -> dict[str, Any]:
-    """Asks for a transfer; answers with the transaction id."""
-    record = partial(
-        record_transfer,
-        bank,
-        body.debit_account_id,
-        body.credit_account_id,
-        body.amount,
-        idempotency_key,
-    )
-    return await _command(bank, hub, response, record, wait=wait, key=idempotency_key)
+    """Asks for a transfer from one of the user's accounts to any account."""
+
+    def record() -> UUID:
+        return banking.transfer(
+            actor,
+            body.debit_account_id,
+            body.credit_account_id,
+            body.amount,
+            idempotency_key,
+        )
+
+    return await _command(actor, banking, hub, response, record, wait, idempotency_key)
 
 
 @router.get(
@@ -362,17 +536,20 @@ async def transfer(
     responses=answers(404, 422),
 )
 def list_transactions(
-    bank: BankDep,
+    actor: ActorDep,
+    banking: BankingDep,
+    request: Request,
     account_id: UUID | None = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+    limit: PageSize = 50,
 ) -> JSONResponse:
-    """The most recent transactions, optionally of one account (404 if unknown)."""
-    if account_id is not None:
-        require_account(bank, account_id)
-    view = bank.interface.view
-    return JSONResponse(
-        [t.to_json() for t in view.list_transactions(account_id, limit)]
-    )
+    """The most recent transactions the user may see, newest first.
+
+    Optionally of one account (404 if it is not one the user may see). The next
+    page, if any, is named by the `Link: <url>; rel="next"` header.
+    """
+    page = banking.list_transactions(actor, account_id, cursor, limit)
+    return with_next_link(request, [t.to_json() for t in page.items], page.next_cursor)
 
 
 @router.get(
@@ -381,9 +558,11 @@ def list_transactions(
     response_model=None,
     responses=answers(404, 422, ok=TransactionOut),
 )
-def get_transaction(bank: BankDep, transaction_id: UUID) -> dict[str, Any]:
+def get_transaction(
+    actor: ActorDep, banking: BankingDep, transaction_id: UUID
+) -> dict[str, Any]:
     """A transaction's status: pending, succeeded or failed (with the error)."""
-    transaction = transaction_status(bank, transaction_id)
+    transaction = transaction_json(banking, actor, transaction_id)
     if transaction is None:
         raise HTTPException(
             status.HTTP_404_NOT_FOUND, f"No transaction {transaction_id}"
@@ -391,35 +570,20 @@ def get_transaction(bank: BankDep, transaction_id: UUID) -> dict[str, Any]:
     return transaction
 
 
-def transaction_status(bank: Bank, transaction_id: UUID) -> dict[str, Any] | None:
-    """The transaction from the read model, or pending if only its command exists."""
-    transaction = bank.interface.view.get_transaction(transaction_id)
-    if transaction is not None:
-        return transaction.to_json()
-    command = bank.commands.get_command(transaction_id)
-    if command is None:
-        return None
-    # Recorded, not yet in the read model: the read model's shape, from the request.
-    arguments = command.arguments()
-    return TransactionView(
-        id=transaction_id,
-        kind=COMMAND_KINDS[type(command)],
-        debit_account_id=arguments.get("debit_account_id"),
-        credit_account_id=arguments.get("credit_account_id"),
-        amount=arguments["amount"],
-        status="pending",
-        error=None,
-        created_at=command.created_on,
-        updated_at=command.modified_on,
-    ).to_json()
+def transaction_json(
+    banking: Banking, actor: Actor, transaction_id: UUID
+) -> dict[str, Any] | None:
+    """The transaction as JSON, or None if the actor may not see it (or none)."""
+    transaction = banking.transaction(actor, transaction_id)
+    return None if transaction is None else transaction.to_json()
 
 
 async def _command(
-    bank: Bank,
+    actor: Actor,
+    banking: Banking,
     hub: FeedHub,
     response: Response,
     record: Callable[[], UUID],
-    *,
     wait: bool,
     key: str | None,
 ) -> dict[str, Any]:
@@ -429,11 +593,8 @@ async def _command(
     status at once, as ?wait=true would. A first request answers 202 as always
     (with the single-threaded runner it has often finished already).
     """
-    is_retry = key is not None and (
-        await run_in_threadpool(
-            bank.commands.get_command, bank.commands.command_id_for(key)
-        )
-        is not None
+    is_retry = key is not None and await run_in_threadpool(
+        banking.is_recorded, actor, key
     )
     transaction_id = await run_in_threadpool(record)
     # An operator goes from the access line's request id to the transaction.
@@ -447,12 +608,14 @@ async def _command(
     }
     finished: dict[str, Any] | None = None
     if is_retry:
-        finished = await run_in_threadpool(transaction_status, bank, transaction_id)
+        finished = await run_in_threadpool(
+            transaction_json, banking, actor, transaction_id
+        )
     if wait and (finished is None or finished["status"] == "pending"):
         finished = await hub.wait_for_transaction(
             transaction_id,
             WAIT_TIMEOUT,
-            lambda: transaction_status(bank, transaction_id),
+            lambda: transaction_json(banking, actor, transaction_id),
         )
     if finished is not None and finished["status"] != "pending":
         response.status_code = status.HTTP_200_OK

@@ -2,9 +2,11 @@
 
 Messages arrive on the runner's threads, are encoded to JSON there, once each for
 every client, and are handed to the event loop with call_soon_threadsafe, in commit
-order. Each client has a bounded queue of encoded messages; a client that overruns
-it is told to reconnect and resumes from its last position, so a slow client never
-holds up the runner or the other clients.
+order. Each client gets only what its user may see: staff every message, a customer
+those whose audience holds them (their accounts, the transactions that touch them).
+Each client has a bounded queue of encoded messages; a client that overruns it is
+told to reconnect and resumes from its last position, so a slow client never holds
+up the runner or the other clients.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from bankaccounts.readmodel import FeedMessage, ReadModelRecorder
+    from bankaccounts.users import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -51,19 +54,26 @@ class Outgoing(NamedTuple):
 
 
 class FeedClient:
-    """One websocket connection's bounded queue of encoded messages.
+    """One websocket connection's bounded queue of encoded messages, for one user.
 
-    The task that sends the queue registers itself as `sender`; when the queue
-    overflows, the client is marked overrun and the sender is cancelled, whether it
-    waits for a message or is stuck in a send, so that it closes the connection
-    with RECONNECT_CLOSE_CODE.
+    viewer_id is None for staff, who see every message, or the customer's id, who
+    sees the messages whose audience holds it. The task that sends the queue
+    registers itself as `sender`; when the queue overflows, the client is marked
+    overrun and the sender is cancelled, whether it waits for a message or is stuck
+    in a send, so that it closes the connection with RECONNECT_CLOSE_CODE.
     """
 
-    def __init__(self, queue_size: int) -> None:
+    def __init__(self, queue_size: int, actor: Actor) -> None:
         """Starts with an empty bounded queue and no sender."""
+        self.actor = actor
+        self.viewer_id: UUID | None = None if actor.is_staff else actor.id
         self.queue: asyncio.Queue[Outgoing] = asyncio.Queue(maxsize=queue_size)
         self.overrun = asyncio.Event()
         self.sender: asyncio.Task[Any] | None = None
+
+    def sees(self, audience: tuple[UUID, ...]) -> bool:
+        """True if this client's user may see a message with this audience."""
+        return self.viewer_id is None or self.viewer_id in audience
 
     def offer(self, message: dict[str, Any]) -> None:
         """Queues a message (a reply to this client), encoding it."""
@@ -87,7 +97,7 @@ class FeedClient:
 
 
 class FeedHub:
-    """Delivers every feed message to every connected client."""
+    """Delivers each feed message to every connected client that may see it."""
 
     def __init__(self, view: ReadModelRecorder, queue_size: int = 1000) -> None:
         """Serves the feed of this read model."""
@@ -109,10 +119,11 @@ class FeedHub:
         """
         if self.loop is None or self.loop.is_closed():
             return
-        outgoing: list[Outgoing] = []
+        outgoing: list[tuple[Outgoing, tuple[UUID, ...]]] = []
         finished: list[dict[str, Any]] = []
         for message in messages:
-            outgoing.append(Outgoing(message.position, encode(message.to_json())))
+            text = encode(message.to_json())
+            outgoing.append((Outgoing(message.position, text), message.audience))
             outcome = OUTCOMES.get(message.type)
             if outcome is not None:
                 finished.append(message.data["transaction"])
@@ -122,12 +133,15 @@ class FeedHub:
             self.loop.call_soon_threadsafe(self._publish, outgoing, finished)
 
     def _publish(
-        self, outgoing: list[Outgoing], finished: list[dict[str, Any]]
+        self,
+        outgoing: list[tuple[Outgoing, tuple[UUID, ...]]],
+        finished: list[dict[str, Any]],
     ) -> None:
-        """On the event loop: queues the messages for every client, wakes waiters."""
-        for message in outgoing:
+        """On the event loop: queues each message for its clients, wakes waiters."""
+        for message, audience in outgoing:
             for client in self.clients:
-                client.offer_encoded(message)
+                if client.sees(audience):
+                    client.offer_encoded(message)
         for transaction in finished:
             self._resolve(transaction)
 
@@ -138,9 +152,9 @@ class FeedHub:
             if not future.done():
                 future.set_result(transaction)
 
-    def connect(self) -> FeedClient:
-        """Registers a client; its queue takes every message published from now on."""
-        client = FeedClient(self.queue_size)
+    def connect(self, actor: Actor) -> FeedClient:
+        """Registers a user's client; its queue takes what they may see from now on."""
+        client = FeedClient(self.queue_size, actor)
         self.clients.add(client)
         WEBSOCKET_CLIENTS.inc()
         return client

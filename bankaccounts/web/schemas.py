@@ -12,11 +12,13 @@ encode the read model's JSON themselves.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+import re
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from fastapi import Query
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -41,6 +43,15 @@ from bankaccounts.validation import (
 MAX_INT_DIGITS = 20
 MAX_REQUEST_ID_LENGTH = 64
 MAX_REQUEST_ID_NUMBER = 2**53  # what a JavaScript number holds exactly
+#: The longest page cursor and search text taken (ours are far shorter).
+MAX_CURSOR_LENGTH = 512
+MAX_SEARCH_LENGTH = 100
+#: Statement bounds outside these years select the same rows as these (no bank
+#: history lies outside them), and every store can compare them.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+MAX_INSTANT_LENGTH = 40
+_ISO_DATE = re.compile(r"[0-9]{4}-?[0-9]{2}-?[0-9]{2}")
 
 
 class NumberLiteral:
@@ -113,6 +124,66 @@ def to_request_id(value: Any) -> str | int | None:
         "or a whole number between -2**53 and 2**53"
     )
     raise ValueError(msg)
+
+
+INSTANT_RULE = (
+    "an ISO 8601 date (2026-01-31) or date-time (2026-01-31T09:30:00+01:00; "
+    "UTC if no offset is given)"
+)
+
+
+def to_instant(value: Any, *, end: bool = False) -> datetime | None:
+    """A statement bound: a date or date-time, as an aware UTC date-time.
+
+    A date is its first moment (UTC), or as an end (exclusive) the first moment of
+    the next day, so that it includes that whole day. None: no bound.
+    """
+    if value is None:
+        return None
+    msg = f"must be {INSTANT_RULE}"
+    if not isinstance(value, str) or len(value) > MAX_INSTANT_LENGTH:
+        raise ValueError(msg)
+    text = value.strip()
+    try:
+        if _ISO_DATE.fullmatch(text):
+            instant = datetime.combine(date.fromisoformat(text), time(), UTC)
+            shift = timedelta(days=1) if end else timedelta()
+        else:
+            instant = datetime.fromisoformat(text)
+            shift = timedelta()
+    except ValueError:
+        raise ValueError(msg) from None
+    if instant.tzinfo is None:
+        instant = instant.replace(tzinfo=UTC)
+    try:
+        instant = instant.astimezone(UTC) + shift
+    except OverflowError:  # past the first or the last day a datetime holds
+        instant = LATEST if instant.year > LATEST.year else EARLIEST
+    if end:
+        return None if instant >= LATEST else max(instant, EARLIEST)
+    return None if instant <= EARLIEST else min(instant, LATEST)
+
+
+StatementFrom = Annotated[
+    datetime | None,
+    BeforeValidator(lambda value: to_instant(value)),
+    WithJsonSchema({"type": "string", "examples": ["2026-01-01"]}),
+    Query(
+        alias="from",
+        description=f"The earliest entry's time (inclusive): {INSTANT_RULE}",
+    ),
+]
+StatementTo = Annotated[
+    datetime | None,
+    BeforeValidator(lambda value: to_instant(value, end=True)),
+    WithJsonSchema({"type": "string", "examples": ["2026-01-31"]}),
+    Query(
+        alias="to",
+        description="The end (exclusive; a date includes that whole day): "
+        + INSTANT_RULE,
+    ),
+]
+AccountSortIn = Literal["opened", "name", "balance"]
 
 
 MONEY_RULE = (
@@ -235,6 +306,19 @@ CLIENT_MESSAGE: TypeAdapter[DepositMessage | WithdrawMessage | TransferMessage] 
 )
 
 
+class UserRefOut(BaseModel):
+    """Who: a user's id and username (documentation)."""
+
+    id: UUID
+    username: str = Field(examples=["alice"])
+
+
+class ActorOut(UserRefOut):
+    """The signed-in user (documentation)."""
+
+    role: Literal["staff", "customer"]
+
+
 class AccountOut(BaseModel):
     """An account as the API shows it (documentation of the answers)."""
 
@@ -245,6 +329,18 @@ class AccountOut(BaseModel):
     is_closed: bool
     opened_at: datetime
     updated_at: datetime
+    owner: UserRefOut | None = Field(
+        description="The customer it belongs to (null: opened without one)"
+    )
+
+
+class PayeeOut(BaseModel):
+    """An account as a payer sees it: no balance (documentation)."""
+
+    id: UUID
+    name: str | None
+    owner: UserRefOut | None
+    is_closed: bool
 
 
 class TransactionOut(BaseModel):
@@ -259,14 +355,52 @@ class TransactionOut(BaseModel):
     error: str | None
     created_at: datetime
     updated_at: datetime
+    initiated_by: UserRefOut | None = Field(description="Who asked for it")
+    debit_owner: UserRefOut | None = Field(description="The debit account's owner")
+    credit_owner: UserRefOut | None = Field(description="The credit account's owner")
+
+
+class AccountRefOut(BaseModel):
+    """The other account of a transfer, as a statement names it (documentation)."""
+
+    id: UUID
+    name: str | None
+    owner: UserRefOut | None
+
+
+class StatementEntryOut(BaseModel):
+    """One line of a statement (documentation)."""
+
+    seq: int = Field(description="1, 2, ... per account, in the order applied")
+    transaction_id: UUID
+    kind: str
+    at: datetime = Field(description="When it was applied (ISO 8601, with offset)")
+    amount: str = Field(description="Signed decimal string: a debit is negative")
+    balance: str = Field(description="The balance after it (decimal string)")
+    counterparty: AccountRefOut | None
+    initiated_by: UserRefOut | None
+
+
+class StatementOut(BaseModel):
+    """A page of an account's statement, newest first (documentation)."""
+
+    account_id: UUID
+    entries: list[StatementEntryOut]
+    next_cursor: str | None = Field(description="The next (older) page's cursor")
 
 
 class StateOut(BaseModel):
     """What a page starts from (documentation of the answer)."""
 
     position: int = Field(description="The feed position the lists are as of")
-    accounts: list[AccountOut]
-    transactions: list[TransactionOut]
+    user: ActorOut
+    accounts: list[AccountOut] = Field(description="The first page of accounts")
+    accounts_next: str | None = Field(
+        description="The cursor of the next page of accounts (GET /api/accounts)"
+    )
+    transactions: list[TransactionOut] = Field(
+        description="The 50 most recent transactions the user may see"
+    )
 
 
 class CommandOut(BaseModel):

@@ -1,5 +1,13 @@
 """The websocket: the live feed out, deposit/withdraw/transfer requests in.
 
+Only a signed-in user's handshake is accepted (the session cookie, or a bearer
+token): any other is refused with HTTP 401 before it is accepted. Each connection
+carries what its user may see (staff: everything; a customer: their own accounts
+and the transactions that touch them), and its requests go through the same use
+cases as the REST API's. The session is checked again with every request and every
+SESSION_CHECK_SECONDS: once it is revoked or expired, the connection is closed with
+SIGNED_OUT_CLOSE_CODE (4401) and the reason "signed out".
+
 Whatever a client sends, the handler answers and carries on: a binary frame,
 text that is not JSON (or nested too deeply to parse), JSON that is not a request
 object or a request that is not valid each get an error reply, recorded nothing,
@@ -17,12 +25,18 @@ import re
 from json import JSONDecodeError
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect, status
+from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from bankaccounts.exceptions import CommandConflictError, TransactionError
-from bankaccounts.web.api import record_deposit, record_transfer, record_withdrawal
+from bankaccounts.exceptions import (
+    CommandConflictError,
+    ForbiddenError,
+    TransactionError,
+)
+from bankaccounts.web.api import get_banking
+from bankaccounts.web.auth import authenticate_websocket
 from bankaccounts.web.feed import RECONNECT_CLOSE_CODE, encode
 from bankaccounts.web.schemas import (
     CLIENT_MESSAGE,
@@ -41,7 +55,8 @@ from bankaccounts.web.security import (
 if TYPE_CHECKING:
     from uuid import UUID
 
-    from bankaccounts.deploy.bootstrap import Bank
+    from bankaccounts.usecases import Banking
+    from bankaccounts.users import Actor
     from bankaccounts.web.feed import FeedClient, FeedHub
 
 logger = logging.getLogger(__name__)
@@ -53,7 +68,13 @@ MAX_MESSAGE_BYTES = 64 * 1024
 #: Longest field name repeated in an error reply (an unknown field may be any size).
 MAX_FIELD_NAME = 64
 BACKLOG_PAGE = 500
+#: Closes a connection whose session was revoked or has expired (4000-4999 are the
+#: application's own; 4401 reads as HTTP's 401).
+SIGNED_OUT_CLOSE_CODE = 4401
+#: How often an open connection's session is checked again (and with each request).
+SESSION_CHECK_SECONDS = 5.0
 _POSITION = re.compile(r"[0-9]{1,18}")
+_TOO_BIG = f"message too big: at most {MAX_MESSAGE_BYTES} bytes"
 router = APIRouter()
 
 
@@ -69,10 +90,13 @@ def is_same_origin(websocket: WebSocket) -> bool:
 @router.websocket("/ws")
 async def feed_socket(websocket: WebSocket) -> None:
     """Sends the feed after ?after=<position>, then live; takes money requests."""
-    bank: Bank = websocket.app.state.bank
     hub: FeedHub = websocket.app.state.hub
     if not is_same_origin(websocket):
         await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason="cross-origin")
+        return
+    actor = await _authenticate(websocket)
+    if actor is None:
+        await _refuse_unauthenticated(websocket)
         return
     after_text = websocket.query_params.get("after", "0")
     if not _POSITION.fullmatch(after_text):
@@ -80,9 +104,11 @@ async def feed_socket(websocket: WebSocket) -> None:
         await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason=reason)
         return
     after = int(after_text)
+    banking = get_banking(websocket)
     await websocket.accept()
-    client = hub.connect()
-    sender = asyncio.create_task(_send(websocket, bank, client, after))
+    client = hub.connect(actor)
+    sender = asyncio.create_task(_send(websocket, banking, client, after))
+    watcher = asyncio.create_task(_watch_session(websocket, actor, sender))
     try:
         while True:
             message = await websocket.receive()
@@ -92,18 +118,80 @@ async def feed_socket(websocket: WebSocket) -> None:
             if frame is None:
                 frame = message.get("bytes") or b""
             if _too_big(frame):
-                await _close_too_big(websocket, sender)
+                await _close(websocket, sender, MESSAGE_TOO_BIG, _TOO_BIG)
+                break
+            if await _session_ended(websocket, actor, sender):
                 break
             if isinstance(frame, bytes):
                 reply = _error("Binary frames are not read: send JSON text")
             else:
-                reply = await _handle_safely(bank, frame)
+                reply = await _handle_safely(banking, actor, frame)
             client.offer(reply)
     except WebSocketDisconnect:
         pass
     finally:
         hub.disconnect(client)
         sender.cancel()
+        watcher.cancel()
+
+
+async def _authenticate(websocket: WebSocket) -> Actor | None:
+    """The user of the connection's session, or None."""
+    return await authenticate_websocket(websocket)
+
+
+async def _refuse_unauthenticated(websocket: WebSocket) -> None:
+    """Refuses the handshake: HTTP 401 where the server can say so, else a close."""
+    response = JSONResponse(
+        {"detail": "Sign in first"},
+        status_code=status.HTTP_401_UNAUTHORIZED,
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+    try:
+        await websocket.send_denial_response(response)
+    except RuntimeError:  # no denial responses: the server answers 403
+        await websocket.close(code=WEBSOCKET_POLICY_VIOLATION, reason="sign in first")
+
+
+async def _watch_session(
+    websocket: WebSocket, actor: Actor, sender: asyncio.Task[None]
+) -> None:
+    """Checks the session every SESSION_CHECK_SECONDS until it ends."""
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while not sender.done():
+            await asyncio.sleep(SESSION_CHECK_SECONDS)
+            if await _session_ended(websocket, actor, sender):
+                return
+
+
+async def _session_ended(
+    websocket: WebSocket, actor: Actor, sender: asyncio.Task[None]
+) -> bool:
+    """True, having closed the connection, if its session no longer holds.
+
+    Revoked or expired: 4401 "signed out". The same session with another role now
+    (staff made customer, or the reverse) sees another feed: the client is told to
+    reconnect from its last position, as an overrun one is.
+    """
+    current = await _authenticate(websocket)
+    if current is None:
+        await _close(websocket, sender, SIGNED_OUT_CLOSE_CODE, "signed out")
+        return True
+    if current != actor:
+        await _close(websocket, sender, RECONNECT_CLOSE_CODE, "role changed")
+        return True
+    return False
+
+
+async def _close(
+    websocket: WebSocket, sender: asyncio.Task[None], code: int, reason: str
+) -> None:
+    """Ends the connection with a code and reason, once the sender stopped writing."""
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    with contextlib.suppress(Exception):  # the client may have gone already
+        await websocket.close(code=code, reason=reason)
 
 
 def _too_big(frame: str | bytes) -> bool:
@@ -115,18 +203,8 @@ def _too_big(frame: str | bytes) -> bool:
     return False
 
 
-async def _close_too_big(websocket: WebSocket, sender: asyncio.Task[None]) -> None:
-    """Ends the connection with 1009, once the sender is no longer writing."""
-    sender.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await sender
-    reason = f"message too big: at most {MAX_MESSAGE_BYTES} bytes"
-    with contextlib.suppress(Exception):  # the client may have gone already
-        await websocket.close(code=MESSAGE_TOO_BIG, reason=reason)
-
-
 async def _send(
-    websocket: WebSocket, bank: Bank, client: FeedClient, after: int
+    websocket: WebSocket, banking: Banking, client: FeedClient, after: int
 ) -> None:
     """Sends the backlog, then the live messages, skipping what was already sent.
 
@@ -137,14 +215,15 @@ async def _send(
     read), and it closes the connection with RECONNECT_CLOSE_CODE.
     """
     client.sender = asyncio.current_task()
-    view = bank.interface.view
     last = after
     try:
-        newest = await run_in_threadpool(view.max_feed_position)
+        newest = await run_in_threadpool(banking.feed_position)
         if after > newest:
             last = newest  # the server has less than the client saw: a new data store
         while True:
-            page = await run_in_threadpool(view.select_feed, last, BACKLOG_PAGE)
+            page = await run_in_threadpool(
+                banking.feed, client.actor, last, BACKLOG_PAGE
+            )
             for message in page:
                 await websocket.send_text(encode(message.to_json()))
                 last = message.position
@@ -186,16 +265,16 @@ def _error(
     return reply
 
 
-async def _handle_safely(bank: Bank, text: str) -> dict[str, Any]:
+async def _handle_safely(banking: Banking, actor: Actor, text: str) -> dict[str, Any]:
     """Like _handle; an unexpected error is logged and answered, never fatal."""
     try:
-        return await _handle(bank, text)
+        return await _handle(banking, actor, text)
     except Exception:
         logger.exception("Websocket request failed")
         return _error("The bank could not handle this request; try again")
 
 
-async def _handle(bank: Bank, text: str) -> dict[str, Any]:
+async def _handle(banking: Banking, actor: Actor, text: str) -> dict[str, Any]:
     """Validates and records one client request; answers with an ack or an error."""
     try:
         data = load_json(text)
@@ -220,8 +299,13 @@ async def _handle(bank: Bank, text: str) -> dict[str, Any]:
         words = first["msg"].removeprefix("Value error, ")
         return _error(words, request_id, field)
     try:
-        transaction_id = await run_in_threadpool(_record, bank, message)
-    except (TransactionError, CommandConflictError, ValueError) as error:
+        transaction_id = await run_in_threadpool(_record, banking, actor, message)
+    except (
+        TransactionError,
+        CommandConflictError,
+        ForbiddenError,
+        ValueError,
+    ) as error:
         return _error(str(error), request_id)
     return {
         "type": "ack",
@@ -231,12 +315,15 @@ async def _handle(bank: Bank, text: str) -> dict[str, Any]:
 
 
 def _record(
-    bank: Bank, message: DepositMessage | WithdrawMessage | TransferMessage
+    banking: Banking,
+    actor: Actor,
+    message: DepositMessage | WithdrawMessage | TransferMessage,
 ) -> UUID:
+    """Records the request as the actor (the use cases decide if they may)."""
     if isinstance(message, DepositMessage):
-        return record_deposit(bank, message.credit_account_id, message.amount)
+        return banking.deposit(actor, message.credit_account_id, message.amount)
     if isinstance(message, WithdrawMessage):
-        return record_withdrawal(bank, message.debit_account_id, message.amount)
-    return record_transfer(
-        bank, message.debit_account_id, message.credit_account_id, message.amount
+        return banking.withdraw(actor, message.debit_account_id, message.amount)
+    return banking.transfer(
+        actor, message.debit_account_id, message.credit_account_id, message.amount
     )
