@@ -3,9 +3,14 @@
 The view is a projection of the events of Accounts and Sagas: if it is lost or
 wrong (a bug fixed since, a table changed, a row edited by hand), it can be dropped
 and made again from them. The check compares the view with the aggregates
-themselves (each account's name, balance, limit and closed flag; each
-transaction's kind, amount and status), not with another projection, so it also
-finds a fault of the projection.
+themselves (each account's name, owner, balance, limit and closed flag, and its
+statement's length and last balance; each transaction's kind, amount and status),
+not with another projection, so it also finds a fault of the projection.
+
+A view made by an older version (read model version 1: no owners, statements or
+feed audiences) is refused by the server and the workers, which say to run this
+command: the rebuild drops those tables and makes them in the current shape, then
+fills them (statements and audiences included) from the events.
 
 A rebuild resets the view in one transaction (tables dropped and made again, the
 positions in the upstreams forgotten), then follows Accounts, then Sagas, a page per
@@ -26,8 +31,10 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from eventsourcing.utils import get_topic
 
 from bankaccounts.domainmodel import BankAccount
+from bankaccounts.readmodel import AccountView, ReadModelOutdatedError
 from bankaccounts.system.interface import SAGA_KINDS
 from bankaccounts.system.sagas import AbortedTransaction
+from bankaccounts.validation import ZERO
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping, Sequence
@@ -36,15 +43,15 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import Application
 
-    from bankaccounts.readmodel import ReadModelRecorder
+    from bankaccounts.readmodel import ReadModelRecorder, TransactionView
     from bankaccounts.system.accounts import Accounts
     from bankaccounts.system.interface import InterfaceApplication
     from bankaccounts.system.sagas import Saga, Sagas
 
 logger = logging.getLogger("bankaccounts.rebuild")
 
-#: More rows than any view holds: "all of them" for list_transactions.
-ALL_ROWS = 2**62
+#: Rows read per page when the check walks the whole view.
+CHECK_PAGE = 1000
 
 #: Differences listed in full; beyond, only counted.
 SHOWN_DIFFERENCES = 50
@@ -148,9 +155,9 @@ def compare(
     """Compares each account and transaction of the view with its aggregate."""
     result = Comparison()
     differences = result.differences
-    in_view = {account.id: account for account in view.list_accounts()}
+    in_view = {account.id: account for account in _all_accounts(view)}
     total = accounts.recorder.max_notification_id() or 0
-    opened = [get_topic(BankAccount.Opened)]  # type: ignore[attr-defined]
+    opened = [get_topic(BankAccount.Opened)]
     for position, event in _notifications(accounts, opened):
         account: BankAccount = accounts.repository.get(event.originator_id)
         row = in_view.pop(account.id, None)
@@ -159,10 +166,12 @@ def compare(
         if row is None:
             differences.append(f"{what}: missing from the view")
         else:
-            for name in ("name", "balance", "overdraft_limit", "is_closed"):
+            actual = AccountView.from_account(account)
+            for name in ("name", "owner", "balance", "overdraft_limit", "is_closed"):
                 _differ(
-                    differences, what, name, getattr(row, name), getattr(account, name)
+                    differences, what, name, getattr(row, name), getattr(actual, name)
                 )
+            _check_statement(differences, what, view, account, row)
         if progress is not None:
             progress.update("checking Accounts", position, total)
     if progress is not None:
@@ -171,7 +180,7 @@ def compare(
         f"account {account_id}: in the view, but never opened" for account_id in in_view
     )
 
-    transactions = {t.id: t for t in view.list_transactions(limit=ALL_ROWS)}
+    transactions = {t.id: t for t in _all_transactions(view)}
     total = sagas.recorder.max_notification_id() or 0
     for position, transaction_id, kind, amount, status in _transactions(sagas):
         result.transactions += 1
@@ -194,10 +203,48 @@ def compare(
     return result
 
 
+def _all_accounts(view: ReadModelRecorder) -> Iterator[AccountView]:
+    cursor: str | None = None
+    while True:
+        page, cursor = view.list_accounts(after=cursor, limit=CHECK_PAGE)
+        yield from page
+        if cursor is None:
+            return
+
+
+def _all_transactions(view: ReadModelRecorder) -> Iterator[TransactionView]:
+    cursor: str | None = None
+    while True:
+        page, cursor = view.list_transactions(after=cursor, limit=CHECK_PAGE)
+        yield from page
+        if cursor is None:
+            return
+
+
+def _check_statement(
+    differences: list[str],
+    what: str,
+    view: ReadModelRecorder,
+    account: BankAccount,
+    row: AccountView,
+) -> None:
+    """The statement's newest entry: the account's balance after it, and the seq
+    the account's row counts up to."""
+    entries, _ = view.select_statement(account.id, limit=1)
+    last_balance = entries[0].balance if entries else ZERO
+    last_seq = entries[0].seq if entries else 0
+    _differ(differences, what, "statement's balance", last_balance, account.balance)
+    if last_seq != row.statement_seq:
+        differences.append(
+            f"{what}: the statement ends at entry {last_seq}, the account's row "
+            f"counts {row.statement_seq}"
+        )
+
+
 def _transactions(sagas: Sagas) -> Iterator[tuple[int, UUID, str, Decimal, str]]:
     """Each transaction clients see: id, kind, amount, and status from its saga."""
     created = {get_topic(cls.Created): kind for cls, kind in SAGA_KINDS.items()}
-    aborted = get_topic(AbortedTransaction.Recorded)  # type: ignore[attr-defined]
+    aborted = get_topic(AbortedTransaction.Recorded)
     for position, event in _notifications(sagas, [*created, aborted]):
         if get_topic(type(event)) == aborted:
             yield position, event.transaction_id, event.kind, event.amount, "failed"
@@ -370,7 +417,18 @@ def _check_or_rebuild(env: Mapping[str, str], *, dry_run: bool, out: TextIO) -> 
         apps.callback(accounts.close)
         sagas = Sagas(env)
         apps.callback(sagas.close)
-        interface = InterfaceApplication(env)
+        if dry_run:
+            try:
+                interface = InterfaceApplication(env)
+            except ReadModelOutdatedError as error:
+                print(f"The view cannot be checked: {error}.", file=out, flush=True)
+                return 1
+        else:
+            # Tables of an older shape are dropped and made again by the reset
+            # (the Interface makes none of its own, and takes them as they are).
+            interface = InterfaceApplication(
+                {**env, "INTERFACE_CREATE_TABLE": "n"}, check_read_model=False
+            )
         apps.callback(interface.close)
         if not dry_run:
             started = time.monotonic()

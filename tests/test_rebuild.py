@@ -60,7 +60,10 @@ def make_history(commands: Commands, accounts: Accounts) -> list[UUID]:
 
 def snapshot(view: Any) -> tuple[list[Any], list[Any]]:
     """Every account and transaction of a view."""
-    return view.list_accounts(), view.list_transactions(limit=10_000)
+    accounts, more = view.list_accounts(limit=1000)
+    transactions, more_transactions = view.list_transactions(limit=10_000)
+    assert more is None and more_transactions is None
+    return accounts, transactions
 
 
 @pytest.fixture
