@@ -1,11 +1,25 @@
-// The bank's page: accounts with live balances, actions on the chosen account and
+// The bank's page: the signed-in user's accounts (staff: every account, searched and
+// paged) with live balances, actions on the chosen account, its statement, and
 // recent activity. State comes from GET /api/state, then every change from the
 // websocket feed, resumed from the last position seen after any lost connection.
+// A session that ends (a 401, or the socket closed with 4401) sends the tab to the
+// sign-in page, keeping what was typed for when it comes back.
 //
-// Text from people (account names) and from the server (error reasons) only ever
-// goes into the page through textContent, never as HTML.
+// Text from people (account and user names) and from the server (error reasons)
+// only ever goes into the page through textContent, never as HTML.
 
+import { ApiError, accountNumber, api, fullTime, newId, nextLink, onSignedOut, request, sentence } from "./api.js";
 import { formatCents, formatMoney, parseAmount, toCents } from "./money.js";
+import {
+  forgetDrafts,
+  goToSignIn,
+  isLeaving,
+  onOtherTabs,
+  saveDrafts,
+  takeDrafts,
+  tellOtherTabs,
+} from "./session.js";
+import { openStatement } from "./statement.js";
 
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 5000;
@@ -13,6 +27,20 @@ const REQUEST_TIMEOUT_MS = 15000;
 const MAX_TRANSACTIONS_SHOWN = 50;
 const MAX_TRANSACTIONS_KEPT = 1000;
 const ANNOUNCEMENTS_KEPT = 5;
+const ACCOUNTS_PAGE = 100;
+const SEARCH_DELAY_MS = 250;
+const PAYEE_DELAY_MS = 150;
+const TOAST_MS = 6000;
+const SIGNED_OUT_CLOSE_CODE = 4401;
+const TABS = ["deposit", "withdraw", "transfer", "overdraft"];
+
+/** Who is signed in: the server put it on <body>. */
+const me = {
+  id: document.body.dataset.userId,
+  username: document.body.dataset.username,
+  role: document.body.dataset.role,
+};
+const isStaff = me.role === "staff";
 
 // ---------------------------------------------------------------- the page's parts
 
@@ -22,37 +50,62 @@ const page = {
   app: byTestId("app"),
   connection: byTestId("connection"),
   connectionLabel: byTestId("connection-status"),
+  signOut: byTestId("sign-out"),
   announcer: byTestId("announcer"),
+  toast: byTestId("toast"),
   accountCount: byTestId("account-count"),
   totalWrap: document.querySelector(".summary__total"),
   total: byTestId("total-balance"),
+  viewButtons: [...document.querySelectorAll("[data-view]")],
   openForm: byTestId("open-account-form"),
   openName: byTestId("open-account-name"),
   openError: byTestId("open-account-error"),
+  finderForm: byTestId("finder-form"),
+  search: byTestId("account-search"),
+  sort: byTestId("account-sort"),
   accountsEmpty: byTestId("accounts-empty"),
+  accountsNoMatch: byTestId("accounts-no-match"),
   accountsLoading: byTestId("accounts-loading"),
   accountList: byTestId("account-list"),
+  moreBox: byTestId("accounts-more-box"),
+  more: byTestId("accounts-more"),
+  moreError: byTestId("accounts-more-error"),
   cardTemplate: document.getElementById("account-card-template"),
   panel: byTestId("account-panel"),
   panelEmpty: byTestId("panel-empty"),
   panelBody: byTestId("panel-body"),
   panelName: byTestId("panel-name"),
   panelNumber: byTestId("panel-number"),
+  copyNumber: byTestId("copy-number"),
+  panelOwner: byTestId("panel-owner"),
   panelClosedBadge: byTestId("panel-closed-badge"),
   panelBalance: byTestId("panel-balance"),
   panelAvailable: byTestId("panel-available"),
   panelLimit: byTestId("panel-limit"),
+  openStatement: byTestId("open-statement"),
   closedNote: byTestId("closed-note"),
   actions: byTestId("actions"),
   tabs: [...document.querySelectorAll('[role="tab"]')],
-  transferTarget: byTestId("transfer-target"),
+  transferTo: byTestId("transfer-to"),
+  transferPayee: byTestId("transfer-payee"),
+  transferTargetError: byTestId("transfer-target-error"),
+  transferPick: byTestId("transfer-pick"),
+  transferPickLabel: byTestId("transfer-pick-label"),
   overdraftInput: byTestId("overdraft-limit"),
+  overdraftConfirmBox: byTestId("overdraft-confirm-box"),
+  overdraftConfirmText: byTestId("overdraft-confirm-text"),
+  overdraftConfirm: byTestId("overdraft-confirm"),
+  overdraftCancel: byTestId("overdraft-cancel"),
   dangerZone: byTestId("danger-zone"),
   closeButton: byTestId("close-account"),
   closeBox: byTestId("close-confirm-box"),
   closeText: byTestId("close-confirm-text"),
+  closeMove: byTestId("close-move"),
+  closeMoveTo: byTestId("close-move-to"),
+  closeMoveNone: byTestId("close-move-none"),
   closeConfirm: byTestId("close-confirm"),
   closeCancel: byTestId("close-cancel"),
+  closeProgress: byTestId("close-progress"),
   closeError: byTestId("close-error"),
   scopeButtons: [...document.querySelectorAll("[data-scope]")],
   activityEmpty: byTestId("activity-empty"),
@@ -65,17 +118,35 @@ const page = {
 const store = {
   loaded: false,
   position: 0,
-  accounts: new Map(), // id -> Account, as the server sends it
+  accounts: new Map(), // id -> Account, as the server sends it (every one this page has seen)
   transactions: new Map(), // id -> Transaction
+};
+
+/**
+ * The list of accounts shown: the pages the server gave for the search and sort
+ * (in its order), then the accounts opened since, which match the search.
+ */
+const listing = {
+  q: "",
+  sort: "opened",
+  ids: [], // the server's pages, in order
+  recent: [], // opened while the page was open, not in a page yet
+  next: null, // the next page's address, or null: the list is whole
+  loading: false,
+  query: 0, // a newer search makes the answers of older ones stale
 };
 
 const ui = {
   selectedId: sessionStorage.getItem("bankaccounts.selected"),
   scope: "all", // or "account": activity of the selected account only
   tab: "deposit",
+  view: localStorage.getItem("bankaccounts.view"), // "cards" | "list" | null: chosen by size
   connection: "connecting", // "live" | "reconnecting"
   watches: new Map(), // form action -> { transactionId, kind, cents, accountId } | { text }
   confirmingClose: false,
+  closing: false,
+  overdraftPending: null, // a limit below the debt, waiting for "Set it anyway"
+  payee: { number: null, state: "idle", payee: null }, // the transfer's "to account number"
 };
 
 /** Microseconds since the epoch from the server's ISO 8601 times (which may omit them). */
@@ -125,37 +196,60 @@ function applyState(state) {
   store.accounts = new Map(state.accounts.map((account) => [account.id, account]));
   store.transactions = new Map(state.transactions.map((t) => [t.id, t]));
   store.loaded = true;
-  if (ui.selectedId && !store.accounts.has(ui.selectedId)) selectAccount(null);
-  if (ui.selectedId) loadAccountHistory(ui.selectedId);
+  listing.ids = state.accounts.map((account) => account.id);
+  listing.recent = [];
+  listing.next = state.accounts_next
+    ? `/api/accounts?${new URLSearchParams({ sort: "opened", limit: String(ACCOUNTS_PAGE), cursor: state.accounts_next })}`
+    : null;
+  listing.query += 1;
+  if (listing.q || listing.sort !== "opened") search();
+  if (ui.selectedId) {
+    if (store.accounts.has(ui.selectedId)) loadAccountHistory(ui.selectedId);
+    else fetchSelected(ui.selectedId);
+  }
+}
+
+/** The chosen account when it is not in the first page (staff): asked for on its own. */
+async function fetchSelected(id) {
+  try {
+    putAccount(await api("GET", `/api/accounts/${encodeURIComponent(id)}`));
+    loadAccountHistory(id);
+  } catch {
+    if (ui.selectedId === id) selectAccount(null);
+  }
+  render();
 }
 
 // ---------------------------------------------------------------- words
-
-function accountLabel(account) {
-  return account?.name || (account ? `Account ${shortId(account.id)}` : "an unknown account");
-}
-
-function accountLabelById(id) {
-  return store.accounts.has(id) ? accountLabel(store.accounts.get(id)) : `account ${shortId(id)}`;
-}
 
 function shortId(id) {
   return String(id ?? "").slice(0, 8);
 }
 
+function accountLabel(account) {
+  return account?.name || (account ? `Account ${shortId(account.id)}` : "an unknown account");
+}
+
+/** One side of a transaction in words: the account's name, else its owner's. */
+function sideLabel(transaction, side) {
+  const id = transaction[`${side}_account_id`];
+  if (store.accounts.has(id)) return accountLabel(store.accounts.get(id));
+  const owner = transaction[`${side}_owner`];
+  if (!isStaff && owner?.username && owner.id !== me.id) return owner.username;
+  return `account ${shortId(id)}` + (owner?.username ? ` (${owner.username})` : "");
+}
+
 const KIND_WORDS = { deposit: "Deposit", withdrawal: "Withdrawal", transfer: "Transfer" };
 
-/** "Transfer from Alice to Bob" */
+/** "Transfer from Alice to Bob"; a customer sees another's account by its owner: "from bob". */
 function transactionTitle(transaction) {
-  const credit = accountLabelById(transaction.credit_account_id);
-  const debit = accountLabelById(transaction.debit_account_id);
   switch (transaction.kind) {
     case "deposit":
-      return `Deposit to ${credit}`;
+      return `Deposit to ${sideLabel(transaction, "credit")}`;
     case "withdrawal":
-      return `Withdrawal from ${debit}`;
+      return `Withdrawal from ${sideLabel(transaction, "debit")}`;
     default:
-      return `Transfer from ${debit} to ${credit}`;
+      return `Transfer from ${sideLabel(transaction, "debit")} to ${sideLabel(transaction, "credit")}`;
   }
 }
 
@@ -165,22 +259,24 @@ function transactionSentence(transaction) {
   return `${kind} of ${formatMoney(transaction.amount)} ${rest.join(" ")}`;
 }
 
-const timeOfDay = new Intl.DateTimeFormat("en", { hour: "numeric", minute: "2-digit" });
-const dayAndTime = new Intl.DateTimeFormat("en", { day: "numeric", month: "short", hour: "numeric", minute: "2-digit" });
-const fullTime = new Intl.DateTimeFormat("en", { dateStyle: "medium", timeStyle: "medium" });
-
-function formatTime(iso) {
-  const when = new Date(iso);
-  if (Number.isNaN(when.getTime())) return "";
-  return when.toDateString() === new Date().toDateString() ? timeOfDay.format(when) : dayAndTime.format(when);
-}
-
 /** Tells screen readers about a change (the region is aria-live="polite"). */
 function announce(text) {
   const line = document.createElement("p");
   line.textContent = text;
   page.announcer.append(line);
   while (page.announcer.childElementCount > ANNOUNCEMENTS_KEPT) page.announcer.firstElementChild.remove();
+}
+
+let toastTimer = null;
+
+/** A short note at the bottom of the page, gone after a few seconds. */
+function toast(text) {
+  clearTimeout(toastTimer);
+  page.toast.textContent = text;
+  page.toast.hidden = false;
+  toastTimer = setTimeout(() => {
+    page.toast.hidden = true;
+  }, TOAST_MS);
 }
 
 // ---------------------------------------------------------------- rendering
@@ -225,26 +321,73 @@ function setMoney(element, cents, options) {
   element.classList.toggle("is-negative", cents < 0n);
 }
 
-function sortedAccounts() {
-  return [...store.accounts.values()].sort(
-    (a, b) => stamp(a.opened_at) - stamp(b.opened_at) || (a.id < b.id ? -1 : 1),
+/** Whether an account answers the search as the server's does: name, or the number's start. */
+function matchesSearch(account) {
+  const q = listing.q.trim().toLowerCase();
+  if (!q) return true;
+  const digits = q.replaceAll("-", "");
+  return (
+    (account.name ?? "").toLowerCase().includes(q) ||
+    (/^[0-9a-f]+$/.test(digits) && account.id.replaceAll("-", "").startsWith(digits))
   );
+}
+
+function shownAccounts() {
+  const seen = new Set();
+  const accounts = [];
+  for (const id of [...listing.ids, ...listing.recent]) {
+    const account = store.accounts.get(id);
+    if (!account || seen.has(id)) continue;
+    seen.add(id);
+    accounts.push(account);
+  }
+  return accounts;
+}
+
+/** The accounts of one owner this page knows, oldest first (a customer's: all their own). */
+function ownersAccounts(owner) {
+  return [...store.accounts.values()]
+    .filter((account) => (account.owner?.id ?? null) === (owner?.id ?? null))
+    .sort((a, b) => stamp(a.opened_at) - stamp(b.opened_at) || (a.id < b.id ? -1 : 1));
+}
+
+function currentView() {
+  if (ui.view === "cards" || ui.view === "list") return ui.view;
+  return isStaff && (listing.next || store.accounts.size > 12) ? "list" : "cards";
 }
 
 const cards = new Map(); // account id -> <li>
 
 function renderAccounts() {
-  const accounts = sortedAccounts();
-  const open = accounts.filter((account) => !account.is_closed);
+  const accounts = shownAccounts();
+  const view = currentView();
+  page.accountList.classList.toggle("account-list--compact", view === "list");
+  for (const button of page.viewButtons) button.setAttribute("aria-pressed", String(button.dataset.view === view));
+  const searching = Boolean(listing.q.trim());
+  const whole = !listing.next;
   page.accountsLoading.hidden = true;
-  page.accountsEmpty.hidden = accounts.length > 0;
+  page.accountsEmpty.hidden = accounts.length > 0 || searching || listing.loading;
+  page.accountsNoMatch.hidden = accounts.length > 0 || !searching || listing.loading;
+  const closed = accounts.filter((account) => account.is_closed).length;
+  const count = `${accounts.length}${whole ? "" : "+"} ${accounts.length === 1 && whole ? "account" : "accounts"}`;
   page.accountCount.textContent =
     accounts.length === 0
-      ? "No accounts yet"
-      : `${accounts.length} ${accounts.length === 1 ? "account" : "accounts"}` +
-        (open.length < accounts.length ? ` (${accounts.length - open.length} closed)` : "");
-  page.totalWrap.hidden = accounts.length === 0;
-  setMoney(page.total, open.reduce((sum, account) => sum + toCents(account.balance), 0n));
+      ? searching
+        ? "No matches"
+        : "No accounts yet"
+      : (searching ? `${count} found` : count) + (closed && whole ? ` (${closed} closed)` : "");
+  // A total means something only over every account, not over a page or a search.
+  const showTotal = accounts.length > 0 && whole && !searching;
+  page.totalWrap.hidden = !showTotal;
+  if (showTotal) {
+    setMoney(
+      page.total,
+      accounts.filter((a) => !a.is_closed).reduce((sum, account) => sum + toCents(account.balance), 0n),
+    );
+  }
+  page.moreBox.hidden = !listing.next;
+  page.more.disabled = listing.loading;
+  page.more.textContent = listing.loading ? "Loading…" : "Load more accounts";
 
   const ids = new Set(accounts.map((account) => account.id));
   for (const [id, item] of cards) {
@@ -281,6 +424,9 @@ function fillCard(item, account) {
   card.classList.toggle("is-closed", account.is_closed);
   byTestId("account-name", card).textContent = accountLabel(account);
   byTestId("account-number", card).textContent = `No. ${shortId(account.id)}`;
+  const owner = byTestId("account-owner", card);
+  owner.textContent = account.owner?.username ?? "no owner";
+  owner.hidden = !isStaff;
   byTestId("account-closed-badge", card).hidden = !account.is_closed;
   const balanceElement = byTestId("balance", card);
   if (card.dataset.balance !== undefined && card.dataset.balance !== account.balance) {
@@ -312,6 +458,8 @@ function renderPanel() {
   page.panel.dataset.accountId = account.id;
   page.panelName.textContent = accountLabel(account);
   page.panelNumber.textContent = `Account no. ${account.id}`;
+  page.panelOwner.hidden = !isStaff;
+  page.panelOwner.textContent = account.owner ? `Owner: ${account.owner.username}` : "No owner";
   page.panelClosedBadge.hidden = !account.is_closed;
   setMoney(page.panelBalance, balance);
   setMoney(page.panelAvailable, account.is_closed ? 0n : balance + limit);
@@ -320,38 +468,71 @@ function renderPanel() {
   page.actions.hidden = account.is_closed;
   page.dangerZone.hidden = account.is_closed;
   page.overdraftInput.placeholder = formatCents(limit).replaceAll(",", "");
-  renderTransferTargets(account);
+  renderTransferPick(account);
+  renderPayee();
   renderTabs();
-  page.closeButton.hidden = ui.confirmingClose;
-  page.closeBox.hidden = !ui.confirmingClose;
-  page.closeText.textContent =
-    `Close ${accountLabel(account)}? Nothing can be paid in or taken out after that. ` +
-    `Its balance is ${formatCents(balance)}.`;
+  renderOverdraftConfirm(account);
+  renderClose(account);
 }
 
-function renderTransferTargets(account) {
-  const select = page.transferTarget;
+function optionsSignature(options) {
+  return options.map((o) => `${o.value}|${o.textContent}|${o.disabled}`).join("\n");
+}
+
+/** Rebuilding a list would close it under someone's pointer: only on change. */
+function fillSelect(select, options, keep) {
+  const signature = optionsSignature(options);
+  if (select.dataset.signature === signature) return;
   const chosen = select.value;
-  const others = sortedAccounts().filter((other) => other.id !== account.id);
-  const options = [];
-  const placeholder = document.createElement("option");
-  placeholder.value = "";
-  placeholder.textContent = others.length ? "Choose an account" : "Open another account first";
-  options.push(placeholder);
+  select.replaceChildren(...options);
+  select.dataset.signature = signature;
+  select.value = keep && options.some((o) => o.value === chosen && !o.disabled) ? chosen : "";
+}
+
+function option(value, text, { disabled = false } = {}) {
+  const element = document.createElement("option");
+  element.value = value;
+  element.textContent = text;
+  element.disabled = disabled;
+  return element;
+}
+
+/** The owner's other accounts, to pick as the transfer's payee instead of typing a number. */
+function renderTransferPick(account) {
+  const others = ownersAccounts(account.owner).filter((other) => other.id !== account.id);
+  const own = !isStaff || account.owner?.id === me.id;
+  page.transferPickLabel.textContent = own
+    ? "Or pick one of your accounts"
+    : `Or pick one of ${account.owner?.username ?? "the owner"}'s accounts`;
+  const options = [option("", others.length ? "Choose an account" : "No other account to pick")];
   for (const other of others) {
-    const option = document.createElement("option");
-    option.value = other.id;
-    option.textContent = `${accountLabel(other)} · No. ${shortId(other.id)}${other.is_closed ? " (closed)" : ""}`;
-    option.disabled = other.is_closed;
-    options.push(option);
+    options.push(
+      option(other.id, `${accountLabel(other)} · No. ${shortId(other.id)}${other.is_closed ? " (closed)" : ""}`, {
+        disabled: other.is_closed,
+      }),
+    );
   }
-  // Rebuilding the list would close it under someone's pointer: only do it on change.
-  const signature = options.map((o) => `${o.value}|${o.textContent}|${o.disabled}`).join("\n");
-  if (select.dataset.signature !== signature) {
-    select.replaceChildren(...options);
-    select.dataset.signature = signature;
-    select.value = others.some((o) => o.id === chosen && !o.is_closed) ? chosen : "";
-  }
+  fillSelect(page.transferPick, options, false);
+  page.transferPick.disabled = others.length === 0;
+}
+
+function renderPayee() {
+  const { state, payee } = ui.payee;
+  const element = page.transferPayee;
+  element.dataset.state = state;
+  element.hidden = state === "idle";
+  if (state === "checking") element.textContent = "Looking up this account…";
+  else if (state === "found") {
+    const owner = payee.owner?.username;
+    const mine = payee.owner?.id === me.id || (!isStaff && store.accounts.has(payee.id));
+    element.textContent =
+      `${payee.name || `Account ${shortId(payee.id)}`}` +
+      (mine ? " · your account" : owner ? ` · ${owner}` : "") +
+      (payee.is_closed ? " · closed" : "");
+    element.dataset.state = payee.is_closed ? "closed" : "found";
+  } else if (state === "missing") element.textContent = "No account has this number.";
+  else if (state === "same") element.textContent = "That is this account: choose another.";
+  else if (state === "error") element.textContent = ui.payee.error ?? "This account could not be checked.";
 }
 
 function renderTabs() {
@@ -361,6 +542,53 @@ function renderTabs() {
     tab.tabIndex = selected ? 0 : -1;
     document.getElementById(tab.getAttribute("aria-controls")).hidden = !selected;
   }
+}
+
+function renderOverdraftConfirm(account) {
+  const pending = ui.overdraftPending;
+  page.overdraftConfirmBox.hidden = !pending || pending.accountId !== account.id;
+  if (page.overdraftConfirmBox.hidden) return;
+  const debt = -toCents(account.balance);
+  page.overdraftConfirmText.textContent =
+    `${accountLabel(account)} is overdrawn by ${formatCents(debt)}, more than a limit of ` +
+    `${formatCents(pending.cents)}. It stays overdrawn, and nothing more can be taken out ` +
+    `until the debt is within the limit. Set the limit anyway?`;
+}
+
+function renderClose(account) {
+  page.closeButton.hidden = ui.confirmingClose;
+  page.closeBox.hidden = !ui.confirmingClose;
+  if (!ui.confirmingClose) return;
+  const balance = toCents(account.balance);
+  const label = accountLabel(account);
+  const candidates = ownersAccounts(account.owner).filter((o) => o.id !== account.id && !o.is_closed);
+  const moving = balance !== 0n && candidates.length > 0;
+  if (balance === 0n) {
+    page.closeText.textContent = `Close ${label}? Nothing can be paid in or taken out after that. Its balance is 0.00.`;
+  } else if (balance > 0n) {
+    page.closeText.textContent =
+      `Close ${label}? Its balance of ${formatCents(balance)} moves to another account first; ` +
+      "after that, nothing can be paid in or taken out.";
+  } else {
+    page.closeText.textContent =
+      `Close ${label}? It is overdrawn by ${formatCents(-balance)}: that is paid from another ` +
+      "account first; after that, nothing can be paid in or taken out.";
+  }
+  page.closeMove.hidden = !moving;
+  page.closeMoveNone.hidden = balance === 0n || moving;
+  page.closeMoveNone.textContent =
+    "The balance has to be zero before the account closes, and there is no other open account " +
+    "to move it to. Open one first, or bring the balance to zero.";
+  const options = candidates.map((other) =>
+    option(other.id, `${accountLabel(other)} · No. ${shortId(other.id)} · ${formatMoney(other.balance)}`),
+  );
+  fillSelect(page.closeMoveTo, options, true);
+  if (!page.closeMoveTo.value && options.length) page.closeMoveTo.value = options[0].value;
+  page.closeConfirm.textContent = moving
+    ? `${balance > 0n ? "Move" : "Cover"} ${formatCents(balance < 0n ? -balance : balance)} and close`
+    : "Close account";
+  page.closeConfirm.disabled = ui.closing;
+  page.closeCancel.disabled = ui.closing;
 }
 
 function currentScope() {
@@ -385,6 +613,12 @@ function renderActivity() {
 const KIND_ICONS = { deposit: "↓", withdrawal: "↑", transfer: "⇄" };
 const STATUS_WORDS = { pending: "Pending", succeeded: "Succeeded", failed: "Failed" };
 
+/** Whether an account is the viewer's own (for a customer: every account they can see). */
+function isMine(accountId, owner) {
+  if (owner) return owner.id === me.id;
+  return !isStaff && store.accounts.has(accountId);
+}
+
 function transactionRow(transaction, accountId) {
   const row = page.transactionTemplate.content.firstElementChild.cloneNode(true);
   row.dataset.transactionId = transaction.id;
@@ -395,22 +629,31 @@ function transactionRow(transaction, accountId) {
   byTestId("transaction-title", row).textContent = transactionTitle(transaction);
   const time = byTestId("transaction-time", row);
   time.dateTime = transaction.created_at;
-  time.textContent = formatTime(transaction.created_at);
-  time.title = Number.isNaN(Date.parse(transaction.created_at)) ? "" : fullTime.format(new Date(transaction.created_at));
+  time.textContent = fullTime(transaction.created_at);
+  const by = byTestId("transaction-by", row);
+  by.textContent = transaction.initiated_by?.username ? `by ${transaction.initiated_by.username}` : "";
+  by.hidden = !transaction.initiated_by?.username;
   const status = byTestId("transaction-status", row);
   status.textContent = STATUS_WORDS[transaction.status] ?? transaction.status;
   status.className = `status status--${transaction.status}`;
   const error = byTestId("transaction-error", row);
   error.hidden = !transaction.error;
   error.textContent = transaction.error ?? "";
-  // Money in is "+", money out "−"; a transfer seen from all accounts has no sign.
+  // Money in is "+", money out "−"; a transfer between two accounts of the same
+  // viewer (or, for staff, seen from all accounts) has no sign.
   let cents = toCents(transaction.amount);
   let signed = true;
   if (transaction.kind === "withdrawal") cents = -cents;
   else if (transaction.kind === "transfer") {
     if (accountId === transaction.debit_account_id) cents = -cents;
-    else if (accountId !== transaction.credit_account_id) signed = false;
+    else if (accountId !== transaction.credit_account_id) {
+      const debitMine = !isStaff && isMine(transaction.debit_account_id, transaction.debit_owner);
+      const creditMine = !isStaff && isMine(transaction.credit_account_id, transaction.credit_owner);
+      if (debitMine && !creditMine) cents = -cents;
+      else if (debitMine === creditMine) signed = false;
+    }
   }
+  row.dataset.direction = !signed ? "between" : cents < 0n ? "out" : "in";
   const amount = byTestId("transaction-amount", row);
   setMoney(amount, cents, { signed });
   amount.classList.toggle("is-positive", signed && cents > 0n);
@@ -429,7 +672,7 @@ function renderWatches() {
       continue;
     }
     const transaction = store.transactions.get(watch.transactionId);
-    const what = `${KIND_WORDS[watch.kind]} of ${formatCents(watch.cents)}`;
+    const what = `${KIND_WORDS[watch.kind]} of ${formatCents(watch.cents)}${watch.to ? ` to ${watch.to}` : ""}`;
     const status = transaction?.status ?? "pending";
     element.dataset.status = status;
     element.textContent =
@@ -447,10 +690,12 @@ function selectAccount(id) {
   if (ui.selectedId !== id) {
     ui.watches.clear();
     ui.confirmingClose = false;
+    ui.overdraftPending = null;
     for (const form of document.querySelectorAll(".action-form")) {
       form.reset();
       clearErrors(form);
     }
+    setPayee("idle");
   }
   ui.selectedId = id;
   if (id) {
@@ -483,73 +728,158 @@ async function loadAccountHistory(id) {
   }
 }
 
-// ---------------------------------------------------------------- talking to the server
+// ---------------------------------------------------------------- searching and paging accounts
 
-class ApiError extends Error {
-  constructor(message, { status = 0, field = null } = {}) {
-    super(message);
-    this.status = status;
-    this.field = field;
-  }
-}
+let searchTimer = null;
 
-/** FastAPI's errors in words: {"detail": "..."} or {"detail": [{"loc", "msg"}...]}. */
-function describeError(body, status) {
-  const detail = body?.detail;
-  if (typeof detail === "string" && detail) return { message: detail, field: null };
-  if (Array.isArray(detail) && detail.length) {
-    const first = detail[0];
-    const field = first.field ?? (Array.isArray(first.loc) ? first.loc.at(-1) : null);
-    const message = detail
-      .map((item) => String(item.msg ?? "is not valid").replace(/^Value error, /, ""))
-      .join(" ");
-    return { message: sentence(message), field: typeof field === "string" ? field : null };
-  }
-  return { message: `The bank answered with an error (${status}). Please try again.`, field: null };
-}
-
-function sentence(text) {
-  const trimmed = String(text).trim();
-  return /[.!?…]$/.test(trimmed) ? trimmed : `${trimmed}.`;
-}
-
-async function api(method, path, body, headers = {}) {
-  let response;
+/** Asks the server for the first page of the current search and sort. */
+async function search() {
+  clearTimeout(searchTimer);
+  const query = ++listing.query;
+  listing.loading = true;
+  render();
+  const params = new URLSearchParams({ sort: listing.sort, limit: String(ACCOUNTS_PAGE) });
+  if (listing.q.trim()) params.set("q", listing.q.trim());
   try {
-    response = await fetch(path, {
-      method,
-      headers: { Accept: "application/json", ...(body === undefined ? {} : { "Content-Type": "application/json" }), ...headers },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-  } catch {
-    throw new ApiError("Can't reach the bank right now. Check the connection and try again.");
+    const { data, response } = await request("GET", `/api/accounts?${params}`);
+    if (query !== listing.query) return;
+    data.forEach(putAccount);
+    listing.ids = data.map((account) => account.id);
+    listing.recent = [];
+    listing.next = nextLink(response);
+    showError(page.moreError, null, "");
+  } catch (error) {
+    if (query === listing.query) showError(page.moreError, null, error.message);
+  } finally {
+    if (query === listing.query) {
+      listing.loading = false;
+      render();
+    }
   }
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    data = null;
-  }
-  if (!response.ok) {
-    const { message, field } = describeError(data, response.status);
-    throw new ApiError(message, { status: response.status, field });
-  }
-  return data;
 }
 
-function newId() {
-  if (crypto.randomUUID) return crypto.randomUUID();
-  const bytes = crypto.getRandomValues(new Uint8Array(16));
-  bytes[6] = (bytes[6] & 0x0f) | 0x40;
-  bytes[8] = (bytes[8] & 0x3f) | 0x80;
-  const hex = [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+async function loadMore() {
+  if (!listing.next || listing.loading) return;
+  const query = listing.query;
+  listing.loading = true;
+  render();
+  try {
+    const { data, response } = await request("GET", listing.next);
+    if (query !== listing.query) return;
+    data.forEach(putAccount);
+    const fresh = data.map((account) => account.id).filter((id) => !listing.ids.includes(id));
+    listing.ids.push(...fresh);
+    listing.recent = listing.recent.filter((id) => !fresh.includes(id));
+    listing.next = nextLink(response);
+    showError(page.moreError, null, "");
+  } catch (error) {
+    if (query === listing.query) showError(page.moreError, null, error.message);
+  } finally {
+    if (query === listing.query) {
+      listing.loading = false;
+      render();
+    }
+  }
 }
+
+/** An account the feed brought: listed after the pages if it matches the search. */
+function listNewAccount(account) {
+  if (listing.ids.includes(account.id) || listing.recent.includes(account.id)) return;
+  if (matchesSearch(account)) listing.recent.push(account.id);
+}
+
+page.finderForm.addEventListener("submit", (event) => {
+  event.preventDefault();
+  listing.q = page.search.value;
+  search();
+});
+page.search.addEventListener("input", () => {
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(() => {
+    if (listing.q === page.search.value) return;
+    listing.q = page.search.value;
+    search();
+  }, SEARCH_DELAY_MS);
+});
+page.sort.addEventListener("change", () => {
+  listing.sort = page.sort.value;
+  search();
+});
+page.more.addEventListener("click", loadMore);
+for (const button of page.viewButtons) {
+  button.addEventListener("click", () => {
+    ui.view = button.dataset.view;
+    localStorage.setItem("bankaccounts.view", ui.view);
+    render();
+  });
+}
+
+// ---------------------------------------------------------------- the session
+
+function keepDrafts() {
+  saveDrafts(me.username, { selected: ui.selectedId, tab: ui.tab, scope: ui.scope });
+}
+
+/** The session ended (expired, revoked): to sign-in, keeping what was typed. */
+function sessionEnded() {
+  closeSocketQuietly();
+  goToSignIn(keepDrafts);
+}
+
+onSignedOut(sessionEnded);
+
+onOtherTabs((change) => {
+  // Signed out on purpose in another tab: nothing is kept behind.
+  if (change === "signed-out") {
+    closeSocketQuietly();
+    goToSignIn(forgetDrafts);
+  }
+});
+
+page.signOut.addEventListener("click", async () => {
+  page.signOut.disabled = true;
+  try {
+    await request("DELETE", "/api/tokens/current", {});
+  } catch (error) {
+    if (error.status !== 401) {
+      page.signOut.disabled = false;
+      toast(`Could not sign out: ${error.message}`);
+      return;
+    }
+  }
+  forgetDrafts();
+  tellOtherTabs("signed-out");
+  closeSocketQuietly();
+  location.replace("/signin");
+});
+
+/** Puts back what was typed before the session ended, once the accounts are known. */
+function restoreDrafts() {
+  const drafts = takeDrafts(me.username);
+  if (!drafts) return;
+  if (drafts.selected && store.accounts.has(drafts.selected)) selectAccount(drafts.selected);
+  if (TABS.includes(drafts.tab)) ui.tab = drafts.tab;
+  if (drafts.scope === "account" || drafts.scope === "all") ui.scope = drafts.scope;
+  let restored = 0;
+  for (const [id, value] of Object.entries(drafts.fields ?? {})) {
+    const element = document.getElementById(id);
+    if (!element?.hasAttribute("data-draft") || typeof value !== "string" || element.value) continue;
+    element.value = value;
+    element.dispatchEvent(new Event("input", { bubbles: true }));
+    restored += 1;
+  }
+  renderNow();
+  if (restored) toast("Welcome back. What you had typed is still here.");
+}
+
+
+// ---------------------------------------------------------------- the feed
 
 let socket = null;
 let retryDelay = RETRY_FIRST_MS;
 let retryTimer = null;
 let replaying = true; // true until "ready": the backlog is not announced
+let started = false;
 const requests = new Map(); // request_id -> { resolve, reject, timer }
 
 function setConnection(state) {
@@ -562,23 +892,30 @@ async function start() {
   clearTimeout(retryTimer);
   try {
     applyState(await api("GET", "/api/state"));
-  } catch {
+  } catch (error) {
+    if (error.status === 401 || isLeaving()) return;
     setConnection("reconnecting");
     scheduleRetry(start);
     return;
   }
   render();
+  if (!started) {
+    started = true;
+    restoreDrafts();
+  }
   connect();
 }
 
 function scheduleRetry(action) {
   clearTimeout(retryTimer);
+  if (isLeaving()) return;
   retryTimer = setTimeout(action, retryDelay);
   retryDelay = Math.min(retryDelay * 2, RETRY_MAX_MS);
 }
 
 function connect() {
   clearTimeout(retryTimer);
+  if (isLeaving()) return;
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/ws?after=${store.position}`);
   socket = ws;
@@ -593,11 +930,17 @@ function connect() {
     }
     receive(message);
   });
-  ws.addEventListener("close", () => {
+  ws.addEventListener("close", (event) => {
     if (socket !== ws) return;
     socket = null;
     failRequests();
+    if (event.code === SIGNED_OUT_CLOSE_CODE) {
+      sessionEnded();
+      return;
+    }
     setConnection("reconnecting");
+    // A refused handshake (the session ended meanwhile) shows as a plain close:
+    // the state request that comes first answers 401 then.
     scheduleRetry(store.loaded ? reconnect : start);
   });
 }
@@ -612,8 +955,8 @@ async function reconnect() {
   let state;
   try {
     state = await api("GET", "/api/state");
-  } catch {
-    scheduleRetry(reconnect);
+  } catch (error) {
+    if (error.status !== 401) scheduleRetry(reconnect);
     return;
   }
   if (state.position < store.position) {
@@ -622,6 +965,14 @@ async function reconnect() {
     render();
   }
   connect();
+}
+
+function closeSocketQuietly() {
+  clearTimeout(retryTimer);
+  const ws = socket;
+  socket = null;
+  failRequests();
+  if (ws && ws.readyState <= WebSocket.OPEN) ws.close(1000, "signed out");
 }
 
 /** Forgets the current socket without treating its end as a lost connection. */
@@ -653,12 +1004,16 @@ function receive(message) {
       return;
     case "ack":
     case "error": {
-      const request = requests.get(message.request_id);
-      if (!request) return;
+      const pending = requests.get(message.request_id);
+      if (!pending) return;
       requests.delete(message.request_id);
-      clearTimeout(request.timer);
-      if (message.type === "ack") request.resolve(message.transaction_id);
-      else request.reject(new ApiError(sentence(message.error ?? "The bank refused the request"), { field: message.field ?? null }));
+      clearTimeout(pending.timer);
+      if (message.type === "ack") pending.resolve(message.transaction_id);
+      else {
+        pending.reject(
+          new ApiError(sentence(message.error ?? "The bank refused the request"), { field: message.field ?? null }),
+        );
+      }
       return;
     }
     default:
@@ -673,6 +1028,8 @@ function applyChange(message) {
   if (message.account) {
     const before = store.accounts.get(message.account.id);
     const account = putAccount(message.account);
+    if (message.type === "account_opened") listNewAccount(account);
+    if (ui.payee.payee?.id === account.id) setPayee("found", payeeOf(account));
     if (replaying) return;
     if (message.type === "account_opened" && !before) announce(`New account opened: ${accountLabel(account)}.`);
     if (message.type === "account_closed") announce(`${accountLabel(account)} was closed.`);
@@ -692,9 +1049,9 @@ function applyChange(message) {
 }
 
 function failRequests() {
-  for (const [id, request] of requests) {
-    clearTimeout(request.timer);
-    request.reject(
+  for (const [id, pending] of requests) {
+    clearTimeout(pending.timer);
+    pending.reject(
       new ApiError("The connection dropped before the bank confirmed. Check the recent activity before trying again."),
     );
     requests.delete(id);
@@ -754,7 +1111,7 @@ page.openForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   const name = page.openName.value.replace(/\s+/g, " ").trim();
   if (!name) {
-    showError(page.openError, page.openName, "Enter the account holder's name.");
+    showError(page.openError, page.openName, isStaff ? "Enter the account holder's name." : "Enter a name for the account.");
     page.openName.focus();
     return;
   }
@@ -764,6 +1121,8 @@ page.openForm.addEventListener("submit", async (event) => {
     const opened = await api("POST", "/api/accounts", { name });
     const announced = store.accounts.has(opened.id); // the feed was quicker
     const account = putAccount(opened);
+    listNewAccount(account);
+    if (!listing.ids.includes(account.id) && !listing.recent.includes(account.id)) listing.recent.push(account.id);
     page.openForm.reset();
     selectAccount(account.id);
     if (!announced) announce(`New account opened: ${accountLabel(account)}.`);
@@ -786,6 +1145,74 @@ for (const form of document.querySelectorAll(".action-form")) {
   });
 }
 
+// ---------------------------------------------------------------- the payee of a transfer
+
+let payeeTimer = null;
+let payeeLookup = null; // the promise of the lookup under way
+
+function payeeOf(account) {
+  return { id: account.id, name: account.name, owner: account.owner, is_closed: account.is_closed };
+}
+
+function setPayee(state, payee = null, error = null) {
+  ui.payee = { number: payee?.id ?? ui.payee.number, state, payee, error };
+  renderPayee();
+}
+
+/** Looks up the typed account number: the payee's name shows once it is recognised. */
+function checkPayee({ now = false } = {}) {
+  clearTimeout(payeeTimer);
+  const text = page.transferTo.value;
+  const number = accountNumber(text);
+  if (!number) {
+    payeeLookup = null;
+    ui.payee = { number: null, state: "idle", payee: null };
+    renderPayee();
+    return Promise.resolve();
+  }
+  if (number === ui.selectedId) {
+    ui.payee = { number, state: "same", payee: null };
+    renderPayee();
+    return Promise.resolve();
+  }
+  if (ui.payee.number === number && (ui.payee.state === "found" || ui.payee.state === "checking")) {
+    return payeeLookup ?? Promise.resolve();
+  }
+  ui.payee = { number, state: "checking", payee: null };
+  renderPayee();
+  payeeLookup = new Promise((resolve) => {
+    const lookUp = async () => {
+      try {
+        const payee = await api("GET", `/api/accounts/${encodeURIComponent(number)}/payee`);
+        if (ui.payee.number === number) setPayee("found", payee);
+      } catch (error) {
+        if (ui.payee.number !== number) return;
+        if (error.status === 404) ui.payee = { number, state: "missing", payee: null };
+        else ui.payee = { number, state: "error", payee: null, error: error.message };
+        renderPayee();
+      } finally {
+        resolve();
+      }
+    };
+    if (now) lookUp();
+    else payeeTimer = setTimeout(lookUp, PAYEE_DELAY_MS);
+  });
+  return payeeLookup;
+}
+
+page.transferTo.addEventListener("input", () => checkPayee());
+page.transferTo.addEventListener("paste", () => setTimeout(() => checkPayee({ now: true })));
+page.transferPick.addEventListener("change", () => {
+  if (!page.transferPick.value) return;
+  page.transferTo.value = page.transferPick.value;
+  page.transferPick.value = "";
+  showError(page.transferTargetError, page.transferTo, "");
+  checkPayee({ now: true });
+  byTestId("transfer-amount").focus();
+});
+
+// ---------------------------------------------------------------- money forms
+
 // Each form's websocket message type, and the kind of transaction it makes.
 const MONEY_ACTIONS = {
   deposit: { type: "deposit", kind: "deposit" },
@@ -802,19 +1229,48 @@ for (const form of document.querySelectorAll(".action-form")) {
   });
 }
 
+/** Why the typed payee can't be paid, in words; null if it can. */
+async function payeeProblem() {
+  const text = page.transferTo.value.trim();
+  if (!text) return "Enter the account number to transfer to, or pick one of the accounts below.";
+  if (!accountNumber(text)) {
+    return "Enter the whole account number: 36 characters such as 1b4e28ba-2fa1-11d2-883f-0016d3cca427.";
+  }
+  await checkPayee({ now: true });
+  switch (ui.payee.state) {
+    case "same":
+      return "That is this account's own number: enter another account's.";
+    case "missing":
+      return "No account has this number. Check it and try again.";
+    case "error":
+      return ui.payee.error ?? "This account could not be checked. Try again.";
+    case "found":
+      return ui.payee.payee.is_closed ? "That account is closed: it can't receive money." : null;
+    default:
+      return null;
+  }
+}
+
 async function submitMoney(form, action) {
   const account = store.accounts.get(ui.selectedId);
   if (!account) return;
   const input = form.elements.amount;
   const amountError = byTestId(`${action}-error`);
-  const targetError = byTestId("transfer-target-error");
   clearErrors(form);
   forgetOutcome(action);
   const amount = parseAmount(input.value);
   let firstBad = null;
-  if (action === "transfer" && !page.transferTarget.value) {
-    showError(targetError, page.transferTarget, "Choose the account to transfer to.");
-    firstBad = page.transferTarget;
+  let payee = null;
+  if (action === "transfer") {
+    setBusy(form, true);
+    const problem = await payeeProblem();
+    setBusy(form, false);
+    if (problem) {
+      showError(page.transferTargetError, page.transferTo, problem);
+      firstBad = page.transferTo;
+    } else {
+      payee = ui.payee.payee;
+    }
   }
   if (!amount.ok) {
     showError(amountError, input, amount.error);
@@ -829,7 +1285,7 @@ async function submitMoney(form, action) {
       ? { credit_account_id: account.id, amount: amount.value }
       : action === "withdraw"
         ? { debit_account_id: account.id, amount: amount.value }
-        : { debit_account_id: account.id, credit_account_id: page.transferTarget.value, amount: amount.value };
+        : { debit_account_id: account.id, credit_account_id: payee.id, amount: amount.value };
   setBusy(form, true);
   try {
     const transactionId = await sendMoneyCommand(MONEY_ACTIONS[action].type, body);
@@ -839,24 +1295,33 @@ async function submitMoney(form, action) {
     }
   } catch (error) {
     const onTarget = action === "transfer" && /credit_account_id/.test(error.field ?? "");
-    showError(onTarget ? targetError : amountError, onTarget ? page.transferTarget : input, error.message);
+    showError(onTarget ? page.transferTargetError : amountError, onTarget ? page.transferTo : input, error.message);
   } finally {
     setBusy(form, false);
     render();
   }
 }
 
-async function submitOverdraft(form) {
+async function submitOverdraft(form, { confirmed = false } = {}) {
   const account = store.accounts.get(ui.selectedId);
   if (!account) return;
   const input = form.elements.overdraft_limit;
   const error = byTestId("overdraft-error");
   clearErrors(form);
   forgetOutcome("overdraft");
+  ui.overdraftPending = null;
   const limit = parseAmount(input.value, { allowZero: true });
   if (!limit.ok) {
     showError(error, input, limit.error);
     input.focus();
+    render();
+    return;
+  }
+  // A limit below what the account already owes: asked for, but only on purpose.
+  if (!confirmed && toCents(account.balance) < 0n && limit.cents < -toCents(account.balance)) {
+    ui.overdraftPending = { accountId: account.id, cents: limit.cents };
+    renderNow();
+    page.overdraftCancel.focus();
     return;
   }
   setBusy(form, true);
@@ -873,9 +1338,22 @@ async function submitOverdraft(form) {
   }
 }
 
+page.overdraftConfirm.addEventListener("click", () => {
+  submitOverdraft(byTestId("overdraft-form"), { confirmed: true });
+});
+page.overdraftCancel.addEventListener("click", () => {
+  ui.overdraftPending = null;
+  renderNow();
+  page.overdraftInput.focus();
+});
+
+// ---------------------------------------------------------------- closing an account
+
 page.closeButton.addEventListener("click", () => {
   ui.confirmingClose = true;
   showError(page.closeError, null, "");
+  page.closeProgress.hidden = true;
+  page.closeMoveTo.dataset.signature = "";
   renderNow();
   page.closeCancel.focus();
 });
@@ -886,19 +1364,70 @@ page.closeCancel.addEventListener("click", () => {
   page.closeButton.focus();
 });
 
+function closeProgress(text) {
+  page.closeProgress.textContent = text ?? "";
+  page.closeProgress.hidden = !text;
+}
+
+/** Moves the balance to (or covers a debt from) the chosen account, then closes. */
 page.closeConfirm.addEventListener("click", async () => {
   const account = store.accounts.get(ui.selectedId);
   if (!account) return;
-  page.closeConfirm.disabled = true;
+  ui.closing = true;
+  showError(page.closeError, null, "");
+  renderNow();
   try {
-    // {}: every write is JSON, so that no cross-site form can send one.
+    const balance = toCents(account.balance);
+    const otherId = page.closeMove.hidden ? null : page.closeMoveTo.value;
+    if (balance !== 0n && otherId) {
+      const other = store.accounts.get(otherId);
+      const amount = formatCents(balance < 0n ? -balance : balance).replaceAll(",", "");
+      const body =
+        balance > 0n
+          ? { debit_account_id: account.id, credit_account_id: otherId, amount }
+          : { debit_account_id: otherId, credit_account_id: account.id, amount };
+      closeProgress(`${balance > 0n ? "Moving" : "Covering"} ${amount} ${balance > 0n ? "to" : "from"} ${accountLabel(other)}…`);
+      const answer = await api("POST", "/api/transfers?wait=true", body, { "Idempotency-Key": newId() });
+      if (answer.status === "failed") {
+        throw new ApiError(`The transfer failed: ${answer.error ?? "the bank refused it"}. The account stays open.`);
+      }
+      if (answer.status !== "succeeded") {
+        throw new ApiError("The transfer has not finished yet. Check the activity, then close the account again.");
+      }
+    }
+    closeProgress("Closing…");
     putAccount(await api("POST", `/api/accounts/${encodeURIComponent(account.id)}/close`, {}));
     ui.confirmingClose = false;
+    announce(`${accountLabel(account)} was closed.`);
   } catch (error) {
     showError(page.closeError, null, error.message);
   } finally {
-    page.closeConfirm.disabled = false;
+    ui.closing = false;
+    closeProgress("");
     render();
+  }
+});
+
+// ---------------------------------------------------------------- the rest of the panel
+
+page.openStatement.addEventListener("click", () => {
+  const account = store.accounts.get(ui.selectedId);
+  if (account) openStatement(account, me, accountLabel(account));
+});
+
+page.copyNumber.addEventListener("click", async () => {
+  const id = ui.selectedId;
+  if (!id) return;
+  try {
+    await navigator.clipboard.writeText(id);
+    toast("Account number copied.");
+  } catch {
+    // No clipboard here (not a secure context): select the number for copying by hand.
+    const range = document.createRange();
+    range.selectNodeContents(page.panelNumber);
+    const selection = getSelection();
+    selection.removeAllRanges();
+    selection.addRange(range);
   }
 });
 
@@ -930,7 +1459,7 @@ for (const button of page.scopeButtons) {
 
 // Come back quickly when the network does.
 window.addEventListener("online", () => {
-  if (socket) return;
+  if (socket || isLeaving()) return;
   retryDelay = RETRY_FIRST_MS;
   if (store.loaded) reconnect();
   else start();

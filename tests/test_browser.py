@@ -1,15 +1,17 @@
 """Real-browser tests: the page in Chromium against the real server in a subprocess.
 
-Each test drives two pages (two tabs) and checks that what one does shows in the
-other without a reload. A missing browser skips these tests, unless
-BANKACCOUNTS_REQUIRE_BROWSER is set (as CI does), which makes it a failure.
-Screenshots go to test-artifacts/; BANKACCOUNTS_UPDATE_SCREENSHOT=1 also refreshes
-docs/screenshot.png, the one the README shows.
+Each test drives two pages (two tabs) of one browser profile, signed in as the
+bank's staff (the first user to sign up on a server listening on a loopback
+address), and checks that what one does shows in the other without a reload.
+tests/test_browser_customers.py has customers side by side and the sign-in page.
+A missing browser skips these tests, unless BANKACCOUNTS_REQUIRE_BROWSER is set
+(as CI does), which makes it a failure. Screenshots go to test-artifacts/;
+BANKACCOUNTS_UPDATE_SCREENSHOT=1 also refreshes docs/screenshot.png, the one the
+README shows.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -25,6 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.signin import PASSWORD, STAFF, Session, sign_in
 
 try:
     from playwright.sync_api import Error as PlaywrightError
@@ -59,6 +63,8 @@ CHROMIUM_ARGS = [
     "--host-resolver-rules=MAP rebind.evil.example 127.0.0.1",
 ]
 TRUE_VALUES = {"1", "y", "yes", "t", "true", "on"}
+#: The browser's time zone in every test: times show as "... 3:04:05 PM UTC".
+TIMEZONE = "UTC"
 START_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 EXPECT_TIMEOUT_MS = 10_000
@@ -111,9 +117,10 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
         self.runs = 0
+        self._staff: Session | None = None
 
     def start(self) -> None:
-        """Starts the server and waits until GET /api/state answers."""
+        """Starts the server and waits until GET /readyz answers."""
         self.runs += 1
         self.stdout_path = self.logs_dir / f"server-{self.runs}.out"
         self.stderr_path = self.logs_dir / f"server-{self.runs}.err"
@@ -139,7 +146,7 @@ class Server:
             if self.process.poll() is not None:
                 pytest.fail(f"the server exited on start:\n{self.stderr()}")
             try:
-                with urllib.request.urlopen(f"{self.url}/api/state", timeout=2):
+                with urllib.request.urlopen(f"{self.url}/readyz", timeout=2):
                     return
             except (urllib.error.URLError, OSError):
                 if time.monotonic() > deadline:
@@ -170,29 +177,41 @@ class Server:
         """What the server wrote to stdout in its current (or last) run."""
         return self.stdout_path.read_text(errors="replace")
 
-    def request(self, method: str, path: str, body: object = None) -> Any:
-        """Calls the REST API; returns the JSON answer."""
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{self.url}{path}",
-            data=data,
-            method=method,
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return json.load(response)
+    @property
+    def staff(self) -> Session:
+        """The bank's founder, signed in over REST (signed up first: staff)."""
+        if self._staff is None:
+            self._staff = sign_in(self.url, STAFF)
+            assert self._staff.user["role"] == "staff", self._staff.user
+        return self._staff
 
-    def open_account(self, name: str, deposit: str | None = None) -> dict[str, Any]:
-        """Opens an account, with a first deposit that has finished."""
-        account: dict[str, Any] = self.request("POST", "/api/accounts", {"name": name})
+    def forget_users(self) -> None:
+        """Forgets the sessions (the server starts on a new data directory)."""
+        self._staff = None
+
+    def request(
+        self, method: str, path: str, body: object = None, as_: Session | None = None
+    ) -> Any:
+        """Calls the REST API as staff (or as another user); returns the JSON answer."""
+        status, answer = (as_ or self.staff).request(method, path, body)
+        assert status < 400, (method, path, status, answer)
+        return answer
+
+    def open_account(
+        self, name: str, deposit: str | None = None, as_: Session | None = None
+    ) -> dict[str, Any]:
+        """Opens an account (as staff, or as_), with a finished first deposit."""
+        account: dict[str, Any] = self.request(
+            "POST", "/api/accounts", {"name": name}, as_=as_
+        )
         if deposit:
-            self.deposit(account["id"], deposit)
+            self.deposit(account["id"], deposit, as_=as_)
         return account
 
-    def deposit(self, account_id: str, amount: str) -> None:
+    def deposit(self, account_id: str, amount: str, as_: Session | None = None) -> None:
         """Deposits and waits until the transaction has finished."""
         path = f"/api/accounts/{account_id}/deposits?wait=true"
-        answer = self.request("POST", path, {"amount": amount})
+        answer = self.request("POST", path, {"amount": amount}, as_=as_)
         assert answer["status"] == "succeeded", answer
 
 
@@ -233,30 +252,60 @@ def server(
     server.stop()
 
 
+def new_context(browser: Browser, **options: Any) -> BrowserContext:
+    """A fresh desktop-sized browser profile, nobody signed in."""
+    return browser.new_context(
+        **{"viewport": DESKTOP, "locale": "en-US", "timezone_id": TIMEZONE, **options}
+    )
+
+
+def sign_in_browser(
+    context: BrowserContext,
+    server: Server,
+    username: str = STAFF,
+    password: str = PASSWORD,
+) -> None:
+    """Signs the profile in (the server sets the session cookie every tab shares)."""
+    if username == STAFF:
+        assert server.staff  # signed up first: the founder, staff
+    response = context.request.post(
+        f"{server.url}/api/tokens", data={"username": username, "password": password}
+    )
+    assert response.status == 201, response.text()
+
+
+def staff_context(browser: Browser, server: Server, **options: Any) -> BrowserContext:
+    """A fresh browser profile signed in as the bank's staff."""
+    context = new_context(browser, **options)
+    sign_in_browser(context, server)
+    return context
+
+
 @pytest.fixture
-def context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh browser profile; its two pages are two tabs of one person."""
+def context(browser: Browser, server: Server) -> Iterator[BrowserContext]:
+    """A fresh browser profile signed in as staff; its pages are tabs of one person."""
     expect.set_options(timeout=EXPECT_TIMEOUT_MS)
-    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    context = staff_context(browser, server)
     yield context
     context.close()
 
 
-def new_phone_context(browser: Browser) -> BrowserContext:
-    """A phone-sized profile: 375 px wide, touch, high-density screen."""
-    return browser.new_context(
+def new_phone_context(browser: Browser, server: Server) -> BrowserContext:
+    """A phone-sized profile signed in as staff: 375 px wide, touch, high density."""
+    return staff_context(
+        browser,
+        server,
         viewport=PHONE,
         device_scale_factor=2,
         is_mobile=True,
         has_touch=True,
-        locale="en-US",
     )
 
 
 @pytest.fixture
-def phone_context(browser: Browser) -> Iterator[BrowserContext]:
-    """A fresh phone-sized browser profile."""
-    context = new_phone_context(browser)
+def phone_context(browser: Browser, server: Server) -> Iterator[BrowserContext]:
+    """A fresh phone-sized browser profile, signed in as staff."""
+    context = new_phone_context(browser, server)
     yield context
     context.close()
 
@@ -325,7 +374,7 @@ class Tab:
         """Uses the deposit, withdraw or transfer form of the selected account."""
         self.by(f"tab-{action}").click()
         if target is not None:
-            self.by("transfer-target").select_option(target)
+            self.by("transfer-to").fill(target)
         self.by(f"{action}-amount").fill(amount)
         self.by(f"{action}-submit").click()
 
@@ -418,7 +467,11 @@ def test_transfer_between_two_accounts(server: Server, context: BrowserContext) 
     tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
 
     tab_a.select(payer["id"])
-    tab_a.move_money("transfer", "120.25", target=payee["id"])
+    tab_a.by("tab-transfer").click()
+    tab_a.by("transfer-to").fill(f"  {payee['id'].upper()} ")  # as pasted
+    # The payee's name shows once the number is recognised.
+    expect(tab_a.by("transfer-payee")).to_have_text(f"{payee_name} · your account")
+    tab_a.move_money("transfer", "120.25")
 
     expect(tab_a.by("transfer-status")).to_have_text("Transfer of 120.25 succeeded.")
     for tab in (tab_a, tab_b):
@@ -619,13 +672,39 @@ def test_overdraft_limit_negative_balance_and_closing(
         assert color == "rgb(194, 38, 29)"
     expect(tab_a.by("panel-available")).to_have_text("469.50")
 
+    # A limit below the debt is asked about first; "Cancel" sends nothing.
+    tab_a.by("tab-overdraft").click()
+    tab_a.by("overdraft-limit").fill("10")
+    tab_a.by("overdraft-submit").click()
+    expect(tab_a.by("overdraft-confirm-text")).to_contain_text(
+        "overdrawn by 30.50, more than a limit of 10.00"
+    )
+    tab_a.by("overdraft-cancel").click()
+    expect(tab_a.by("overdraft-confirm-box")).to_be_hidden()
+    expect(tab_a.by("panel-limit")).to_have_text("500.00")
+    tab_a.by("overdraft-submit").click()
+    tab_a.by("overdraft-confirm").click()
+    expect(tab_a.by("overdraft-status")).to_have_text("Overdraft limit set to 10.00.")
+    expect(tab_b.card(account["id"]).get_by_test_id("account-limit")).to_have_text(
+        "Overdraft up to 10.00"
+    )
+
+    # Closing with a debt: it is covered from another of the owner's accounts first.
+    funder = server.open_account(unique("Funder"), deposit="100.00")
+    expect(tab_a.card(funder["id"])).to_be_visible()
     tab_a.by("close-account").click()
-    expect(tab_a.by("close-confirm-text")).to_contain_text(f"Close {name}?")
+    expect(tab_a.by("close-confirm-text")).to_contain_text(
+        f"Close {name}? It is overdrawn by 30.50"
+    )
+    tab_a.by("close-move-to").select_option(funder["id"])
+    expect(tab_a.by("close-confirm")).to_have_text("Cover 30.50 and close")
     tab_a.by("close-confirm").click()
     for tab in (tab_a, tab_b):
         expect(
             tab.card(account["id"]).get_by_test_id("account-closed-badge")
         ).to_be_visible()
+        expect(tab.balance(account["id"])).to_have_text("0.00")
+        expect(tab.balance(funder["id"])).to_have_text("69.50")
     expect(tab_a.by("closed-note")).to_be_visible()
     expect(tab_a.by("actions")).to_be_hidden()
     assert server.request("GET", f"/api/accounts/{account['id']}")["is_closed"]
@@ -671,7 +750,7 @@ def test_both_pages_reconnect_after_a_server_restart(
 ) -> None:
     server = start_server(tmp_path_factory, "restart")
     assert server.url in server.stdout()
-    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    context = staff_context(browser, server)
     try:
         account = server.open_account("Kim", deposit="70.00")
         tab_a, tab_b = Tab(context, server.url), Tab(context, server.url)
@@ -706,7 +785,7 @@ def test_a_page_starts_again_when_the_server_has_lost_its_data(
     tmp_path_factory: pytest.TempPathFactory, browser: Browser
 ) -> None:
     server = start_server(tmp_path_factory, "newdata")
-    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    context = staff_context(browser, server)
     try:
         account = server.open_account("Leo", deposit="3.00")
         tab = Tab(context, server.url)
@@ -715,9 +794,20 @@ def test_a_page_starts_again_when_the_server_has_lost_its_data(
         server.stop()
         expect(tab.by("connection-status")).to_have_text("Reconnecting…")
         server.data_dir = server.data_dir.with_name("data-new")
+        server.forget_users()
         server.start()
 
-        tab.wait_until_live(timeout=RECONNECT_TIMEOUT_MS)
+        # The new bank knows neither the session nor its user: to sign-in, where
+        # the first to sign up founds the new bank.
+        expect(tab.page).to_have_url(
+            f"{server.url}/signin?next=%2F", timeout=RECONNECT_TIMEOUT_MS
+        )
+        tab.by("mode-signup").click()
+        tab.by("signin-username").fill(STAFF)
+        tab.by("signin-password").fill(PASSWORD)
+        tab.by("signin-submit").click()
+        tab.wait_until_live()
+        expect(tab.by("who-role")).to_have_text("Staff")
         expect(tab.card(account["id"])).to_have_count(0)
         expect(tab.by("accounts-empty")).to_be_visible()
         newcomer = server.open_account("Mia")
@@ -734,8 +824,8 @@ def test_screenshots(
 ) -> None:
     """The main screens with a small bank's worth of data, for people to look at."""
     server = start_server(tmp_path_factory, "screenshots")
-    context = browser.new_context(viewport=DESKTOP, locale="en-US")
-    phone_context = new_phone_context(browser)
+    context = staff_context(browser, server)
+    phone_context = new_phone_context(browser, server)
     try:
         empty = Tab(context, server.url)
         expect(empty.by("accounts-empty")).to_be_visible()
@@ -768,7 +858,8 @@ def test_screenshots(
         desktop.move_money("withdraw", "25000")
         expect(desktop.by("withdraw-status")).to_contain_text("Insufficient funds")
         desktop.by("tab-transfer").click()
-        desktop.by("transfer-target").select_option(bob["id"])
+        desktop.by("transfer-to").fill(bob["id"])
+        expect(desktop.by("transfer-payee")).to_contain_text("Bob Martinez")
         desktop.by("transfer-amount").fill("250.00")
         desktop.page.mouse.move(0, 0)
         path = desktop.screenshot("desktop")
@@ -926,12 +1017,18 @@ def test_two_distributed_web_processes_show_the_same_live_feed(
 
     cluster = Cluster(postgres_env, tmp_path)
     cluster.init_db()
-    context = browser.new_context(viewport=DESKTOP, locale="en-US")
+    context = new_context(browser)
     try:
         for name in WORKERS:
             cluster.add_worker(name)
         web1, web2 = cluster.add_web("web1"), cluster.add_web("web2")
         assert web1 != web2
+        assert cluster.signed_in(web1).user["role"] == "staff"
+        # One sign-in at web1: the cookie (host 127.0.0.1, any port) serves web2 too.
+        answer = context.request.post(
+            f"{web1}/api/tokens", data={"username": STAFF, "password": PASSWORD}
+        )
+        assert answer.status == 201, answer.text()
         tab_1, tab_2 = Tab(context, web1), Tab(context, web2)
 
         alice = tab_1.open_account("Alice")
