@@ -30,6 +30,7 @@ BENCHMARKS = (
     "fanout",
     "rebuild",
     "memory",
+    "statement",
 )
 STORE_LABELS = {
     "popo": "POPO",
