@@ -163,8 +163,9 @@ class User(Aggregate):
         self.username = username
         self.password_hash = password_hash
         self.role = role
-        #: The ids of the tokens issued and not revoked, with their expiry.
-        self.tokens: dict[UUID, datetime] = {}
+        #: The ids of the tokens issued and not revoked (as text: a snapshot's JSON
+        #: has text keys only), with their expiry.
+        self.tokens: dict[str, datetime] = {}
 
     def __repr__(self) -> str:
         """Leaves the password's hash out."""
@@ -195,12 +196,12 @@ class User(Aggregate):
             for key, expiry in self.tokens.items()
             if expiry > self.modified_on
         }
-        self.tokens[token_id] = expires_at
+        self.tokens[str(token_id)] = expires_at
 
     @event("TokenRevoked")
     def revoke_token(self, token_id: UUID) -> None:
         """Records that a token was revoked."""
-        self.tokens.pop(token_id, None)
+        self.tokens.pop(str(token_id), None)
 
     @event("SignedIn")
     def sign_in(self, client: str) -> None:
@@ -211,8 +212,10 @@ class User(Aggregate):
         """Records a sign-in with a wrong password, and from where."""
 
     def active_tokens(self, now: datetime) -> dict[UUID, datetime]:
-        """The tokens not revoked and not expired at `now`."""
-        return {key: expiry for key, expiry in self.tokens.items() if expiry > now}
+        """The ids of the tokens not revoked and not expired at `now`."""
+        return {
+            UUID(key): expiry for key, expiry in self.tokens.items() if expiry > now
+        }
 
 
 class UsernameClaim(Aggregate):
