@@ -24,9 +24,11 @@ from bankaccounts.deploy.healthserver import HealthServer
 from bankaccounts.infrastructure import VersionConflictError
 from bankaccounts.metrics import render_metrics
 from bankaccounts.readmodel import POPOReadModelRecorder
+from bankaccounts.users import Actor
 from bankaccounts.web.app import create_app
 from bankaccounts.web.feed import FeedHub
 from tests.cluster import request, wait_until_quiet
+from tests.signin import sign_in
 from tests.waiting import wait_for
 from tests.webclient import bank_client
 
@@ -171,7 +173,7 @@ def test_websocket_clients_and_overruns_are_counted(client: TestClient) -> None:
 
     async def overrun() -> None:
         hub = FeedHub(POPOReadModelRecorder(), queue_size=1)
-        feed_client = hub.connect()
+        feed_client = hub.connect(Actor(uuid4(), "staff", "staff"))
         feed_client.offer({"type": "x", "position": 1})
         feed_client.offer({"type": "x", "position": 2})
         hub.disconnect(feed_client)
@@ -305,10 +307,14 @@ def test_a_web_process_lags_equal_status_and_its_feed_reconnects_count(
 ) -> None:
     """Real workers and a real web process: /metrics against `status --json`."""
     url = cluster.add_web("web")
-    _, account = request("POST", f"{url}/api/accounts", {})
+    staff = sign_in(url).headers
+    _, account = request("POST", f"{url}/api/accounts", {}, staff)
     for _ in range(20):
         status, _ = request(
-            "POST", f"{url}/api/accounts/{account['id']}/deposits", {"amount": "1"}
+            "POST",
+            f"{url}/api/accounts/{account['id']}/deposits",
+            {"amount": "1"},
+            staff,
         )
         assert status == 202
     wait_until_quiet(cluster)

@@ -25,7 +25,9 @@ from bankaccounts.web.security import (
     MAX_BODY_BYTES,
     AllowedHosts,
 )
+from tests import webclient
 from tests.liveserver import LiveServer
+from tests.signin import sign_in
 from tests.webclient import bank_client, deposit, open_account
 
 if TYPE_CHECKING:
@@ -58,6 +60,11 @@ def make_app(tmp_path: Path, allowed_hosts: list[str] | None = None) -> FastAPI:
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
     yield from bank_client(system_env(tmp_path / "bank", environ={}))
+
+
+def sign_in_token(client: TestClient) -> str:
+    """A new token of the client's staff user."""
+    return webclient.sign_in(client, webclient.STAFF)
 
 
 def account_ids(client: TestClient) -> list[str]:
@@ -93,6 +100,11 @@ def test_a_rebinding_host_name_is_refused_and_nothing_is_recorded(
     assert client.get(f"/api/accounts/{alice}").json()["balance"] == "0.00"
 
 
+# A host served reaches the application, which asks who is there (401); one not
+# served is refused at the edge (400).
+SERVED = 401
+
+
 def test_the_default_hosts_are_the_loopback_names(tmp_path: Path) -> None:
     with TestClient(make_app(tmp_path)) as client:
         for base in (
@@ -101,7 +113,7 @@ def test_the_default_hosts_are_the_loopback_names(tmp_path: Path) -> None:
             "http://[::1]:8000",
             "http://LOCALHOST",
         ):
-            assert client.get(f"{base}/api/state").status_code == 200, base
+            assert client.get(f"{base}/api/state").status_code == SERVED, base
         for base in ("http://testserver", "http://127.0.0.2", "http://localhost.evil"):
             assert client.get(f"{base}/api/state").status_code == 400, base
         assert client.get("/api/state", headers={"host": ""}).status_code == 400
@@ -111,7 +123,7 @@ def test_allowed_hosts_name_the_hosts_served(tmp_path: Path) -> None:
     app = make_app(tmp_path, ["bank.example", "*.branch.example"])
     with TestClient(app) as client:
         for base in ("http://bank.example", "http://a.branch.example:8443"):
-            assert client.get(f"{base}/api/state").status_code == 200, base
+            assert client.get(f"{base}/api/state").status_code == SERVED, base
         for base in (
             "http://localhost",
             "http://branch.example",
@@ -193,6 +205,24 @@ def test_bodyless_writes_are_json_too(client: TestClient) -> None:
     assert named.status_code == 201
 
 
+def test_a_delete_without_a_body_needs_no_content_type(client: TestClient) -> None:
+    """No form sends DELETE: sign-out is a bare DELETE; one with a body is JSON."""
+    token = sign_in_token(client)
+    bearer = {"Authorization": f"Bearer {token}"}
+    refused = client.request(
+        "DELETE",
+        "/api/tokens/current",
+        content=b"x",
+        headers={**bearer, "content-type": "text/plain"},
+    )
+    assert refused.status_code == 415
+    cross_site = {**bearer, "sec-fetch-site": "cross-site"}
+    assert client.delete("/api/tokens/current", headers=cross_site).status_code == 403
+    assert client.get("/api/me", headers=bearer).status_code == 200
+    assert client.delete("/api/tokens/current", headers=bearer).status_code == 204
+    assert client.get("/api/me", headers=bearer).status_code == 401
+
+
 def test_a_browser_request_from_another_site_is_refused(client: TestClient) -> None:
     alice = open_account(client, "Alice")
     before = client.get("/api/state").json()
@@ -253,7 +283,11 @@ def test_a_chunked_body_is_refused_before_it_ends(tmp_path: Path) -> None:
             b"Content-Type: application/json\r\nContent-Length: 104857600\r\n\r\n"
         )
         assert live.exchange(declared).startswith(b"HTTP/1.1 413 ")
-        state = b"GET /api/accounts HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+        token = sign_in(live.url).token.encode()
+        state = (
+            b"GET /api/accounts HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer " + token + b"\r\n\r\n"
+        )
         answer = live.exchange(state)
         assert answer.startswith(b"HTTP/1.1 200 ")
 
@@ -261,7 +295,7 @@ def test_a_chunked_body_is_refused_before_it_ends(tmp_path: Path) -> None:
 def test_a_refused_websocket_handshake_is_http_403(tmp_path: Path) -> None:
     """What the README says a refused handshake answers, from a real server."""
 
-    def handshake(host: str, origin: str | None) -> bytes:
+    def handshake(host: str, origin: str | None, token: str | None) -> bytes:
         key = base64.b64encode(os.urandom(16))
         lines = [
             b"GET /ws HTTP/1.1",
@@ -273,18 +307,26 @@ def test_a_refused_websocket_handshake_is_http_403(tmp_path: Path) -> None:
         ]
         if origin is not None:
             lines.append(b"Origin: " + origin.encode())
+        if token is not None:
+            lines.append(b"Authorization: Bearer " + token.encode())
         return live.exchange(b"\r\n".join(lines) + b"\r\n\r\n")
 
     with LiveServer(make_app(tmp_path)) as live:
         here = f"127.0.0.1:{live.port}"
-        assert handshake(here, f"http://{here}").startswith(b"HTTP/1.1 101 ")
+        token = sign_in(live.url).token
+        assert handshake(here, f"http://{here}", token).startswith(b"HTTP/1.1 101 ")
         for host, origin in [
             (here, "http://evil.example"),
             ("rebind.evil.example", "http://rebind.evil.example"),
             ("rebind.evil.example", None),
         ]:
-            answer = handshake(host, origin)
+            answer = handshake(host, origin, token)
             assert answer.startswith(b"HTTP/1.1 403 "), (host, origin, answer[:100])
+        # Not signed in: refused with 401 before the handshake is accepted.
+        for unknown in (None, "x" * 40):
+            answer = handshake(here, f"http://{here}", unknown)
+            assert answer.startswith(b"HTTP/1.1 401 "), answer[:100]
+            assert b"www-authenticate: bearer" in answer.lower()
 
 
 # ---------------------------------------------------------------- headers, docs
@@ -344,4 +386,5 @@ def test_openapi_documents_the_edge_answers(client: TestClient) -> None:
                 assert {"403", "413", "415"} <= codes, (method, path)
                 content = operation["requestBody"]["content"]
                 assert list(content) == ["application/json"], (method, path)
-    assert writes == 6
+    # Six of the bank's, and sign-up, sign-in and sign-out.
+    assert writes == 9

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.waiting import wait_for
-from tests.webclient import bank_client, open_account
+from tests.webclient import anonymous, bank_client, open_account, sign_up
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,3 +81,14 @@ def test_a_follower_that_keeps_failing_says_so_until_it_gets_past(
     wait_for(lambda: system(client)["healthy"], timeout=15, message="still failing")
     listed = [a["id"] for a in client.get("/api/accounts").json()]
     assert account_id in listed
+
+
+def test_only_staff_see_the_system(client: TestClient) -> None:
+    """It shows the whole bank's machinery: a customer is refused (403)."""
+    customer = sign_up(client, "carol")
+    response = client.get("/api/system", headers=customer.headers)
+    assert response.status_code == 403
+    assert response.json()["detail"] == "Only staff may see the system's state"
+    with anonymous(client):
+        assert client.get("/api/system").status_code == 401
+    assert system(client)["healthy"] in (True, False)

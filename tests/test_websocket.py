@@ -1,4 +1,8 @@
-"""The websocket: feed to every client, resume by position, requests, slow clients."""
+"""The websocket: feed to every client, resume by position, requests, slow clients.
+
+Who may connect, and what each user's feed carries, is tested here and (customers
+side by side) in test_customers.py.
+"""
 
 from __future__ import annotations
 
@@ -13,11 +17,22 @@ from starlette.websockets import WebSocketDisconnect
 
 from bankaccounts.deploy.bootstrap import system_env
 from bankaccounts.readmodel import FeedMessage
+from bankaccounts.usecases import Banking
+from bankaccounts.users import Actor
 from bankaccounts.web import feed as feed_module
 from bankaccounts.web import websocket as websocket_module
 from bankaccounts.web.feed import RECONNECT_CLOSE_CODE, FeedClient, FeedHub, Outgoing
 from tests.waiting import wait_for
-from tests.webclient import bank_client, deposit, open_account, read_backlog, read_until
+from tests.webclient import (
+    anonymous,
+    bank_client,
+    deposit,
+    open_account,
+    read_backlog,
+    read_until,
+    sign_in,
+    sign_up,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -33,6 +48,9 @@ def client(sqlite_env: dict[str, str], tmp_path: Path) -> Iterator[TestClient]:
 
 def positions(messages: list[dict[str, Any]]) -> list[int]:
     return [m["position"] for m in messages if "position" in m]
+
+
+STAFF = Actor(uuid.uuid4(), "staff", "staff")
 
 
 def test_two_clients_receive_the_same_feed(client: TestClient) -> None:
@@ -203,9 +221,9 @@ def test_a_stalled_client_is_told_to_reconnect_and_delays_no_one(
     bank = app.state.bank  # type: ignore[attr-defined]
     hub.queue_size = 5
     stalled = StalledWebSocket(accepted=3)
-    feed_client = hub.connect()
+    feed_client = hub.connect(STAFF)
     sender = client.portal.start_task_soon(  # type: ignore[union-attr]
-        websocket_module._send, stalled, bank, feed_client, 0
+        websocket_module._send, stalled, Banking(bank), feed_client, 0
     )
     alice = open_account(client, "Alice")
     with client.websocket_connect("/ws") as healthy:
@@ -250,7 +268,7 @@ def test_a_message_is_encoded_once_for_every_client(
     async def publish() -> tuple[list[FeedClient], dict[str, Any] | None]:
         hub = FeedHub(cast("Any", None), queue_size=10)
         hub.attach(asyncio.get_running_loop())
-        clients = [hub.connect() for _ in range(100)]
+        clients = [hub.connect(STAFF) for _ in range(100)]
         finished = await hub.wait_for_transaction(
             uuid.UUID(transaction["id"]),
             timeout=5,
@@ -274,7 +292,7 @@ def test_a_message_is_encoded_once_for_every_client(
 
 def test_an_overrun_cancels_the_sender_once_and_drops_the_rest() -> None:
     async def overrun() -> tuple[FeedClient, asyncio.Task[None]]:
-        feed_client = FeedClient(queue_size=2)
+        feed_client = FeedClient(2, STAFF)
         feed_client.sender = asyncio.create_task(asyncio.Event().wait())
         for position in range(1, 6):
             feed_client.offer_encoded(Outgoing(position, "{}"))
@@ -298,9 +316,9 @@ def test_an_overrun_while_waiting_for_messages_closes_1013(
     bank = app.state.bank  # type: ignore[attr-defined]
     hub.queue_size = 2
     stalled = StalledWebSocket(accepted=1000)
-    feed_client = hub.connect()
+    feed_client = hub.connect(STAFF)
     sender = client.portal.start_task_soon(  # type: ignore[union-attr]
-        websocket_module._send, stalled, bank, feed_client, 0
+        websocket_module._send, stalled, Banking(bank), feed_client, 0
     )
     wait_for(lambda: stalled.sent, message="no ready message")
     assert stalled.sent == [{"type": "ready", "last_position": 0}]
@@ -481,3 +499,86 @@ def test_a_bad_after_position_is_refused(client: TestClient) -> None:
         ):
             ws.receive_json()
         assert refused.value.code == 1008, after[:10]
+
+
+def test_each_client_is_given_only_what_its_user_may_see() -> None:
+    """Staff get every message; a customer those whose audience holds them."""
+    alice = Actor(uuid.uuid4(), "alice", "customer")
+    bob = Actor(uuid.uuid4(), "bob", "customer")
+    messages = [
+        FeedMessage("account_opened", {"n": 1}, position=1, audience=(alice.id,)),
+        FeedMessage("account_opened", {"n": 2}, position=2, audience=(bob.id,)),
+        FeedMessage("x", {"n": 3}, position=3, audience=(alice.id, bob.id)),
+        FeedMessage("x", {"n": 4}, position=4, audience=()),
+    ]
+
+    async def publish() -> dict[str, list[int | None]]:
+        hub = FeedHub(cast("Any", None), queue_size=10)
+        hub.attach(asyncio.get_running_loop())
+        clients = {actor.username: hub.connect(actor) for actor in (STAFF, alice, bob)}
+        hub.receive(messages)
+        await asyncio.sleep(0)  # the hub hands over with call_soon_threadsafe
+        return {
+            name: [c.queue.get_nowait().position for _ in range(c.queue.qsize())]
+            for name, c in clients.items()
+        }
+
+    assert asyncio.run(publish()) == {
+        "staff": [1, 2, 3, 4],
+        "alice": [1, 3],
+        "bob": [2, 3],
+    }
+
+
+def test_a_handshake_without_a_valid_session_is_refused_401(
+    client: TestClient,
+) -> None:
+    for headers in ({}, {"Authorization": "Bearer not-a-token-of-this-bank"}):
+        with (
+            anonymous(client),
+            pytest.raises(WebSocketDisconnect) as refused,
+            client.websocket_connect("/ws", headers=headers) as ws,
+        ):
+            ws.receive_json()
+        assert getattr(refused.value, "status_code", None) == 401
+    # The session cookie that a browser sends will do.
+    token = sign_in(client, "staff")
+    with anonymous(client):
+        client.cookies.set("bankaccounts_session", token)
+        try:
+            with client.websocket_connect("/ws") as ws:
+                assert ws.receive_json()["type"] == "ready"
+        finally:
+            client.cookies.clear()
+
+
+def test_a_revoked_session_is_closed_4401_on_its_next_request(
+    client: TestClient,
+) -> None:
+    carol = sign_up(client, "carol")
+    account = open_account(client, "Carol", headers=carol.headers)
+    before = feed_position(client)
+    with client.websocket_connect("/ws", headers=carol.headers) as ws:
+        read_backlog(ws)
+        signed_out = client.delete("/api/tokens/current", headers=carol.headers)
+        assert signed_out.status_code == 204
+        ws.send_json({"type": "deposit", "credit_account_id": account, "amount": "1"})
+        with pytest.raises(WebSocketDisconnect) as closed:
+            read_until(ws, lambda _: False)
+    assert closed.value.code == websocket_module.SIGNED_OUT_CLOSE_CODE == 4401
+    assert closed.value.reason == "signed out"
+    assert feed_position(client) == before  # the request was not recorded
+
+
+def test_a_revoked_session_is_closed_4401_while_idle(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(websocket_module, "SESSION_CHECK_SECONDS", 0.05)
+    dave = sign_up(client, "dave")
+    with client.websocket_connect("/ws", headers=dave.headers) as ws:
+        read_backlog(ws)
+        assert client.delete("/api/tokens/current", headers=dave.headers).is_success
+        with pytest.raises(WebSocketDisconnect) as closed:
+            read_until(ws, lambda _: False)
+    assert closed.value.code == 4401
+    assert closed.value.reason == "signed out"

@@ -9,6 +9,7 @@ peer is "testclient", not an address), and sends that token with every request.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -85,6 +86,20 @@ def sign_in(client: TestClient, username: str, password: str = PASSWORD) -> str:
     client.cookies.clear()
     token: str = response.json()["token"]
     return token
+
+
+@contextlib.contextmanager
+def anonymous(client: TestClient) -> Iterator[TestClient]:
+    """The client without its Authorization header (or cookies), for a while."""
+    saved = client.headers.pop("Authorization", None)
+    cookies = dict(client.cookies)
+    client.cookies.clear()
+    try:
+        yield client
+    finally:
+        if saved is not None:
+            client.headers["Authorization"] = saved
+        client.cookies.update(cookies)
 
 
 def open_account(

@@ -8,7 +8,9 @@ streams in and refused at the limit, never read whole first.
 - Writes: a cross-site HTML form can send only urlencoded, multipart or text/plain
   bodies without a CORS preflight (which this server never grants), so every
   POST/PUT/PATCH/DELETE must say Content-Type: application/json (415), and one that
-  a browser marks as coming from another site or origin is refused (403).
+  a browser marks as coming from another site or origin is refused (403). A DELETE
+  without a body (sign-out) needs no Content-Type: no form sends DELETE, and a
+  page's fetch of one from another origin needs the preflight.
 - Size: a body over MAX_BODY_BYTES is answered 413 as soon as it is seen to be.
 - Headers: a Content-Security-Policy that the pages satisfy, and no framing.
 """
@@ -214,9 +216,11 @@ class SameOriginJsonMiddleware:
                 send, 403, "Cross-site requests may not change anything here"
             )
             return
-        content_type = header(scope, b"content-type") or ""
-        media_type = content_type.partition(";")[0].strip().lower()
-        if media_type != JSON_MEDIA_TYPE:
+        content_type = header(scope, b"content-type")
+        media_type = (content_type or "").partition(";")[0].strip().lower()
+        if media_type != JSON_MEDIA_TYPE and not (
+            content_type is None and is_bodyless_delete(scope)
+        ):
             await send_error(
                 send,
                 415,
@@ -238,6 +242,13 @@ class SameOriginJsonMiddleware:
         if origin is None:  # not a browser, or a browser that says so elsewhere
             return False
         return not origin_matches_host(origin, header(scope, b"host"), self.allowed)
+
+
+def is_bodyless_delete(scope: Scope) -> bool:
+    """True for a DELETE that declares no body (no length, or 0; not chunked)."""
+    if scope["method"] != "DELETE" or header(scope, b"transfer-encoding") is not None:
+        return False
+    return (header(scope, b"content-length") or "0").strip() == "0"
 
 
 class BodySizeLimitMiddleware:
