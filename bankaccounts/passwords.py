@@ -7,8 +7,8 @@ same moment wait their turn rather than take 2.5 GB. A password is at most
 MAX_PASSWORD_LENGTH characters, so nobody has a megabyte hashed.
 
 A sign-in whose username is unknown is checked against DUMMY_HASH, a hash made
-with the same parameters, so it costs what a wrong password costs and the time
-taken does not tell which names exist.
+beforehand with the same parameters, so it costs what a wrong password costs and
+the time taken does not tell which names exist.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ _USERNAME = re.compile(USERNAME_PATTERN)
 MAX_CONCURRENT_HASHES = 4
 
 _hashing = threading.BoundedSemaphore(MAX_CONCURRENT_HASHES)
-_password_hash = PasswordHash((Argon2Hasher(),))
+_hasher = Argon2Hasher()
+_password_hash = PasswordHash((_hasher,))
 
 
 def to_username(username: object) -> str:
@@ -91,9 +92,19 @@ def verify_password(password: str, password_hash: str) -> tuple[bool, str | None
         return _password_hash.verify_and_update(password, password_hash)
 
 
+#: A hash of no one's password, made with argon2-cffi's parameters of today.
+DUMMY_HASH = (
+    "$argon2id$v=19$m=65536,t=3,p=4$g4fnvgRR6fLAjPMAbv7/iQ$"
+    "vTKf7qPRitVPZSzJI+mQI5kWD6emfyRl3rTcaetBLRM"
+)
+
+
 @cache
 def dummy_hash() -> str:
-    """A hash of no one's password, with today's parameters (made once)."""
+    """DUMMY_HASH, or, should the library's parameters have changed, one made with
+    them (once): verifying it must cost what verifying a user's hash costs."""
+    if not _hasher.check_needs_rehash(DUMMY_HASH):
+        return DUMMY_HASH
     return hash_password("not a password of any user")
 
 
