@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from bankaccounts.deploy.bootstrap import Bank, system_env
+from bankaccounts.readmodel import ReadModelOutdatedError
+from bankaccounts.readmodel.sqlite import VIEW_TABLES
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.interface import InterfaceApplication
@@ -62,7 +64,8 @@ def snapshot(view: Any) -> tuple[list[Any], list[Any]]:
     """Every account and transaction of a view."""
     accounts, more = view.list_accounts(limit=1000)
     transactions, more_transactions = view.list_transactions(limit=10_000)
-    assert more is None and more_transactions is None
+    assert more is None
+    assert more_transactions is None
     return accounts, transactions
 
 
@@ -127,6 +130,62 @@ def test_the_rebuild_restores_a_sqlite_view_that_was_tampered_with(
         # New positions, after the old ones: a client's position is never reused.
         assert feed[0].position == last_position + 1
         assert len(feed) == last_position
+    finally:
+        interface.close()
+    assert rebuild("--dry-run", env=env).returncode == 0
+
+
+#: The view's tables as the previous version (read model version 1) made them.
+VERSION_1_VIEW = (
+    "CREATE TABLE view_accounts (id TEXT PRIMARY KEY, name TEXT, "
+    "balance TEXT NOT NULL, overdraft_limit TEXT NOT NULL, "
+    "is_closed INTEGER NOT NULL, opened_at TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    "CREATE INDEX view_accounts_opened ON view_accounts (opened_at)",
+    "CREATE TABLE view_transactions (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+    "debit_account_id TEXT, credit_account_id TEXT, amount TEXT NOT NULL, "
+    "status TEXT NOT NULL, error TEXT, created_at TEXT NOT NULL, "
+    "updated_at TEXT NOT NULL)",
+    "CREATE TABLE view_feed (position INTEGER PRIMARY KEY AUTOINCREMENT, "
+    "message TEXT NOT NULL)",
+)
+
+
+def test_a_view_of_the_previous_version_is_refused_then_rebuilt_whole(
+    sqlite_bank: tuple[Path, tuple[list[Any], list[Any]]],
+) -> None:
+    data_dir, (accounts, _) = sqlite_bank
+    with sqlite3.connect(data_dir / "interface.sqlite") as db:
+        last_position = db.execute("SELECT MAX(position) FROM view_feed").fetchone()[0]
+        for table in VIEW_TABLES:
+            db.execute(f"DROP TABLE {table}")
+        for statement in VERSION_1_VIEW:
+            db.execute(statement)
+        db.executemany(
+            "INSERT INTO view_feed (position, message) VALUES (?, ?)",
+            [(position, '{"type":"old"}') for position in (1, last_position)],
+        )
+    with pytest.raises(ReadModelOutdatedError, match="rebuild-read-model"):
+        InterfaceApplication(system_env(data_dir))
+    env = {"BANKACCOUNTS_DATA_DIR": str(data_dir)}
+
+    checked = rebuild("--dry-run", env=env)
+    assert checked.returncode == 1, checked.stderr
+    assert "bankaccounts rebuild-read-model" in checked.stdout
+    assert "Traceback" not in checked.stderr
+
+    rebuilt = rebuild(env=env)
+    assert rebuilt.returncode == 0, rebuilt.stdout + rebuilt.stderr
+    assert "The view agrees with the aggregates (3 accounts" in rebuilt.stdout
+    interface = InterfaceApplication(system_env(data_dir))
+    try:
+        view = interface.view
+        entries, _ = view.select_statement(accounts[0].id, limit=1)
+        row = view.get_account(accounts[0].id)
+        assert row is not None
+        assert entries[0].balance == row.balance
+        assert entries[0].seq == row.statement_seq > 0
+        feed = view.select_feed(0, limit=10_000)
+        assert feed[0].position == last_position + 1
     finally:
         interface.close()
     assert rebuild("--dry-run", env=env).returncode == 0
