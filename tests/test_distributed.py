@@ -8,8 +8,10 @@ import json
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 import pytest
 
@@ -19,6 +21,7 @@ from tests.cluster import (
     Cluster,
     FeedRecorder,
     feed_positions,
+    request,
     wait_until_quiet,
 )
 from tests.waiting import wait_for
@@ -118,6 +121,93 @@ def test_two_web_processes_push_the_whole_feed_to_their_clients(
             assert balance(web, bob) == Decimal("0.00")
     finally:
         for feed in feeds:
+            feed.stop()
+
+
+def balances_shown(message: Any, found: dict[str, str] | None = None) -> dict[str, str]:
+    """Every account balance a feed message carries, by the account's id."""
+    found = {} if found is None else found
+    if isinstance(message, dict):
+        if "id" in message and "balance" in message:
+            found[message["id"]] = message["balance"]
+        for value in message.values():
+            balances_shown(value, found)
+    elif isinstance(message, list):
+        for value in message:
+            balances_shown(value, found)
+    return found
+
+
+def test_each_customer_gets_only_their_feed_from_any_web_process(
+    cluster: Cluster,
+) -> None:
+    from bankaccounts.system.interface import InterfaceApplication
+
+    web1 = web_process(cluster, "web1")  # the staff user signs up first
+    web2 = cluster.add_web("web2")
+    alice = cluster.sign_in("alice", web1.url)
+    bob = cluster.sign_in("bob", web2)
+    assert {alice.user["role"], bob.user["role"]} == {"customer"}
+    # Each customer's feed from the other process than the one they act on.
+    feeds = {
+        "staff": FeedRecorder(web1.at(web2)),
+        "alice": FeedRecorder(alice.at(web2)),
+        "bob": FeedRecorder(bob.at(web1.url)),
+    }
+    for feed in feeds.values():
+        feed.start()
+    try:
+        alices = open_account(alice, "Alice")
+        bobs = open_account(bob, "Bob")
+        assert deposit(alice, alices, "50.00")["status"] == "succeeded"
+        assert transfer(alice, alices, bobs, "20.00")["status"] == "succeeded"
+        # Bob can neither see nor move Alice's money, on either process.
+        for web in (bob, bob.at(web1.url)):
+            status, _ = web.request("GET", f"/api/accounts/{alices}")
+            assert status == 404
+            status, _ = web.request(
+                "POST",
+                "/api/transfers",
+                {"debit_account_id": alices, "credit_account_id": bobs, "amount": "1"},
+            )
+            assert status == 404
+        # Signed out, nothing: neither the API nor the feed.
+        for url in (web1.url, web2):
+            status, _ = request("GET", f"{url}/api/state")
+            assert status == 401
+        anonymous = FeedRecorder(replace(alice, token="not-a-token"))
+        with pytest.raises(AssertionError, match=r"HTTP 40[13]"):
+            anonymous.start()
+
+        wait_until_quiet(cluster)
+        env = {**cluster.env, "CREATE_TABLE": "n", "POSTGRES_POOL_SIZE": "1"}
+        interface = InterfaceApplication(env)
+        try:
+            expected = {
+                "staff": feed_positions(cluster.env),
+                "alice": [
+                    m.position
+                    for m in interface.view.select_feed(0, 500, UUID(alice.id))
+                ],
+                "bob": [
+                    m.position for m in interface.view.select_feed(0, 500, UUID(bob.id))
+                ],
+            }
+        finally:
+            interface.close()
+        for name, feed in feeds.items():
+            wait_for(
+                lambda f=feed, e=expected[name]: f.positions == e, 20, f"{name}'s feed"
+            )
+        assert len(expected["alice"]) < len(expected["staff"])
+        # Bob hears of the payment, never of Alice's balance; Alice of hers only.
+        bobs_messages = feeds["bob"].messages
+        assert any(m["type"] == "transaction_succeeded" for m in bobs_messages)
+        for name, own in (("alice", alices), ("bob", bobs)):
+            for message in feeds[name].messages:
+                assert set(balances_shown(message)) <= {own}, (name, message)
+    finally:
+        for feed in feeds.values():
             feed.stop()
 
 
@@ -321,6 +411,7 @@ def test_init_db_can_run_again(postgres_env: dict[str, str], tmp_path: Path) -> 
         "Sagas: tables ready",
         "Accounts: tables ready",
         "Interface: tables ready",
+        "Users: tables ready",
     ]
 
 
