@@ -56,7 +56,10 @@ def test_a_key_naming_a_refund_neither_wedges_the_bank_nor_loses_money(
     assert closed.status_code == 200, closed.text
     transfer = {"debit_account_id": alice, "credit_account_id": carol, "amount": "10"}
     key = str(uuid.uuid4())
-    transfer_id = client.app.state.bank.commands.command_id_for(key)  # type: ignore[attr-defined]
+    # The client is signed in: its key is scoped by its user's id.
+    me = uuid.UUID(client.get("/api/me").json()["id"])
+    commands = client.app.state.bank.commands  # type: ignore[attr-defined]
+    transfer_id = commands.command_id_for(key, me)
     deposit_keys = refund_keys(key, str(transfer_id))
     answers = []
     if order == "deposit first":
