@@ -42,11 +42,11 @@ from starlette.requests import HTTPConnection
 from bankaccounts.deploy.bootstrap import Bank
 from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
 from bankaccounts.logs import request_id
+from bankaccounts.readmodel.paging import MAX_CURSOR_LENGTH
 from bankaccounts.usecases import MAX_PAGE, Banking
 from bankaccounts.web.auth import ActorDep
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.schemas import (
-    MAX_CURSOR_LENGTH,
     MAX_SEARCH_LENGTH,
     AccountIn,
     AccountOut,

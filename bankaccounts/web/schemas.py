@@ -43,8 +43,7 @@ from bankaccounts.validation import (
 MAX_INT_DIGITS = 20
 MAX_REQUEST_ID_LENGTH = 64
 MAX_REQUEST_ID_NUMBER = 2**53  # what a JavaScript number holds exactly
-#: The longest page cursor and search text taken (ours are far shorter).
-MAX_CURSOR_LENGTH = 512
+#: The longest search text taken (a name has at most 100 characters).
 MAX_SEARCH_LENGTH = 100
 #: Statement bounds outside these years select the same rows as these (no bank
 #: history lies outside them), and every store can compare them.
