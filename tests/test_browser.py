@@ -110,9 +110,12 @@ def free_port() -> int:
 class Server:
     """`python bankaccounts/main.py` in a subprocess: started, stopped, restarted."""
 
-    def __init__(self, data_dir: Path, logs_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, logs_dir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.logs_dir = logs_dir
+        self.env = env or {}
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
@@ -139,7 +142,7 @@ class Server:
                 cwd=ROOT,
                 stdout=out,
                 stderr=err,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **self.env},
             )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -234,10 +237,14 @@ def browser() -> Iterator[Browser]:
         browser.close()
 
 
-def start_server(tmp_path_factory: pytest.TempPathFactory, name: str) -> Server:
-    """A started server with its own data directory."""
+def start_server(
+    tmp_path_factory: pytest.TempPathFactory,
+    name: str,
+    env: dict[str, str] | None = None,
+) -> Server:
+    """A started server with its own data directory (and these variables)."""
     base = tmp_path_factory.mktemp(name)
-    server = Server(base / "data", base)
+    server = Server(base / "data", base, env)
     server.start()
     return server
 
@@ -398,15 +405,21 @@ class Tab:
         violations: list[str] = self.page.evaluate("window.cspViolations")
         return violations
 
-    def assert_clean(self, *, while_server_was_down: bool = False) -> None:
+    def assert_clean(
+        self, *, while_server_was_down: bool = False, answered: tuple[int, ...] = ()
+    ) -> None:
         """No script errors, no dialogs (an alert would mean injected script ran),
         and nothing the Content-Security-Policy refused.
 
-        While the server is down, Chromium itself logs each refused connection.
+        While the server is down, Chromium itself logs each refused connection; it
+        also logs each answer with an error status, which `answered` expects.
         """
         errors = self.errors
         if while_server_was_down:
             errors = [e for e in errors if not REFUSED.search(e)]
+        for status in answered:
+            expected = re.compile(rf"Failed to load resource: .*status of {status}\b")
+            errors = [e for e in errors if not expected.search(e)]
         assert errors == []
         assert self.dialogs == []
         assert self.csp_violations() == []
