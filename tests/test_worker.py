@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from bankaccounts.readmodel import AccountView
     from bankaccounts.system.batching import Job
     from tests.cluster import Process
 
@@ -76,7 +77,7 @@ def test_a_page_that_fails_with_a_full_inbox_is_processed_again(
         wait_for(lambda: worker.reconnects == 1, 30, "no reconnect")
         view: Any = InterfaceApplication(distributed_env(postgres_env))
         try:
-            wait_for(lambda: len(view.view.list_accounts()) == BACKLOG, 30, "backlog")
+            wait_for(lambda: len(every_account(view)) == BACKLOG, 30, "backlog")
         finally:
             view.close()
         assert FailingOnceInterface.failures == [PAGE_SIZE]
@@ -137,11 +138,20 @@ class QuietAccounts(Accounts):
         return recorder
 
 
+def every_account(interface: InterfaceApplication) -> list[AccountView]:
+    """Every account the read model shows, page by page."""
+    accounts, cursor = interface.view.list_accounts(limit=PAGE_SIZE)
+    while cursor is not None:
+        page, cursor = interface.view.list_accounts(after=cursor, limit=PAGE_SIZE)
+        accounts += page
+    return accounts
+
+
 def shown_accounts(env: dict[str, str]) -> list[str | None]:
     """The names of the accounts the read model shows."""
-    view: Any = InterfaceApplication(env)
+    view = InterfaceApplication(env)
     try:
-        return [account.name for account in view.view.list_accounts()]
+        return [account.name for account in every_account(view)]
     finally:
         view.close()
 
