@@ -582,3 +582,22 @@ def test_a_revoked_session_is_closed_4401_while_idle(
             read_until(ws, lambda _: False)
     assert closed.value.code == 4401
     assert closed.value.reason == "signed out"
+
+
+def test_a_session_whose_role_changed_is_told_to_reconnect(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A customer made staff sees another feed: reconnect (1013) from where it was."""
+    monkeypatch.setattr(websocket_module, "SESSION_CHECK_SECONDS", 0.05)
+    erin = sign_up(client, "erin")
+    users = client.app.state.bank.users  # type: ignore[attr-defined]
+    with client.websocket_connect("/ws", headers=erin.headers) as ws:
+        read_backlog(ws)
+        users.set_role("erin", "staff")
+        with pytest.raises(WebSocketDisconnect) as closed:
+            read_until(ws, lambda _: False)
+    assert closed.value.code == RECONNECT_CLOSE_CODE
+    assert closed.value.reason == "role changed"
+    open_account(client, "Staff's")
+    with client.websocket_connect("/ws", headers=erin.headers) as ws:
+        assert [m["type"] for m in read_backlog(ws)] == ["account_opened"]
