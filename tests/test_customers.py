@@ -522,6 +522,8 @@ def test_lists_page_with_link_headers_covering_every_row_once(
     ):
         response = client.get(bad, headers=alice.headers)
         assert response.status_code == 422, (bad[:60], response.text)
+        field = bad.partition("?")[2].partition("=")[0]
+        assert response.json()["detail"][0]["field"] == field, bad[:60]
 
 
 def test_state_is_bounded(

@@ -16,6 +16,7 @@ number is judged by the text the client wrote, never through a float.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import logging
@@ -40,6 +41,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from bankaccounts.deploy.bootstrap import Bank
+from bankaccounts.exceptions import InvalidCursorError
 from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
 from bankaccounts.logs import request_id
 from bankaccounts.readmodel.paging import MAX_CURSOR_LENGTH
@@ -207,6 +209,22 @@ COMMAND_ANSWERS: dict[int | str, dict[str, Any]] = {
 }
 
 
+def invalid_query(field: str, words: str) -> RequestValidationError:
+    """A 422 naming a query parameter, in the shape of every other invalid input."""
+    return RequestValidationError(
+        [{"loc": ("query", field), "msg": words, "type": "value_error"}]
+    )
+
+
+@contextlib.contextmanager
+def cursor_checked() -> Iterator[None]:
+    """A cursor the read model does not take is a 422 naming the field `cursor`."""
+    try:
+        yield
+    except InvalidCursorError as error:
+        raise invalid_query("cursor", str(error)) from None
+
+
 def with_next_link(
     request: Request, content: list[dict[str, Any]], cursor: str | None
 ) -> JSONResponse:
@@ -276,7 +294,8 @@ def list_accounts(
 
     The next page, if any, is named by the `Link: <url>; rel="next"` header.
     """
-    page = banking.list_accounts(actor, q, sort, cursor, limit)
+    with cursor_checked():
+        page = banking.list_accounts(actor, q, sort, cursor, limit)
     return with_next_link(request, [a.to_json() for a in page.items], page.next_cursor)
 
 
@@ -359,7 +378,8 @@ def get_statement(
     next page's cursor is `next_cursor`, and its URL the Link rel="next" header.
     """
     check_range(since, until)
-    statement = banking.statement(actor, account_id, cursor, limit, since, until)
+    with cursor_checked():
+        statement = banking.statement(actor, account_id, cursor, limit, since, until)
     response = JSONResponse(statement.to_json())
     if statement.next_cursor is not None:
         url = request.url.include_query_params(cursor=statement.next_cursor)
@@ -438,15 +458,7 @@ def csv_row(entry: StatementEntry) -> list[str]:
 def check_range(since: datetime | None, until: datetime | None) -> None:
     """422 unless from comes before to."""
     if since is not None and until is not None and since >= until:
-        raise RequestValidationError(
-            [
-                {
-                    "loc": ("query", "to"),
-                    "msg": "to must come after from",
-                    "type": "value_error",
-                }
-            ]
-        )
+        raise invalid_query("to", "to must come after from")
 
 
 @router.post(
@@ -548,7 +560,8 @@ def list_transactions(
     Optionally of one account (404 if it is not one the user may see). The next
     page, if any, is named by the `Link: <url>; rel="next"` header.
     """
-    page = banking.list_transactions(actor, account_id, cursor, limit)
+    with cursor_checked():
+        page = banking.list_transactions(actor, account_id, cursor, limit)
     return with_next_link(request, [t.to_json() for t in page.items], page.next_cursor)
 
 
