@@ -493,7 +493,25 @@ def test_openapi_documents_the_answers_and_the_amount_rule(
     )
     assert {"200", "404", "422"} <= codes("/api/transactions", "get")
     assert {"200", "404", "422"} <= codes("/api/transactions/{transaction_id}", "get")
-    assert {"201", "422"} <= codes("/api/accounts", "post")
+    assert {"201", "401", "422"} <= codes("/api/accounts", "post")
+    for path in (
+        "/api/accounts/{account_id}/payee",
+        "/api/accounts/{account_id}/statement",
+        "/api/accounts/{account_id}/statement.csv",
+    ):
+        assert {"200", "401", "404", "422"} <= codes(path, "get"), path
+    statement = paths["/api/accounts/{account_id}/statement"]["get"]
+    assert {p["name"] for p in statement["parameters"]} == {
+        "account_id",
+        "from",
+        "to",
+        "cursor",
+        "limit",
+    }
+    csv_answer = paths["/api/accounts/{account_id}/statement.csv"]["get"]
+    assert "text/csv" in csv_answer["responses"]["200"]["content"]
+    listed = paths["/api/accounts"]["get"]
+    assert {p["name"] for p in listed["parameters"]} == {"q", "sort", "cursor", "limit"}
     amount = schema["components"]["schemas"]["AmountIn"]["properties"]["amount"]
     text = next(option for option in amount["anyOf"] if option["type"] == "string")
     assert text["pattern"] == r"^[0-9]+(\.[0-9]{1,2})?$"

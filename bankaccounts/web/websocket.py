@@ -173,7 +173,11 @@ async def _session_ended(
     (staff made customer, or the reverse) sees another feed: the client is told to
     reconnect from its last position, as an overrun one is.
     """
-    current = await _authenticate(websocket)
+    try:
+        current = await _authenticate(websocket)
+    except Exception:  # the users' store did not answer: checked again soon
+        logger.warning("Could not check a websocket's session", exc_info=True)
+        return False
     if current is None:
         await _close(websocket, sender, SIGNED_OUT_CLOSE_CODE, "signed out")
         return True
