@@ -82,6 +82,7 @@ class BankAccount(ValueCopy, Aggregate):
         transaction_id: UUID | None
         initiated_by: UserRef | None = None
         counterparty_id: UUID | None = None
+        is_refund: bool = False
 
     class OverdraftLimitSet(Aggregate.Event):
         """The overdraft limit changed."""
@@ -133,7 +134,9 @@ class BankAccount(ValueCopy, Aggregate):
             # A refund is never refused: it returns money that left this account.
             self.check_balance_limit(amount)
         self.check_has_sufficient_funds(amount)
-        self._append_transaction(amount, transaction_id, initiated_by, counterparty_id)
+        self._append_transaction(
+            amount, transaction_id, initiated_by, counterparty_id, is_refund
+        )
 
     # The library's decorated methods take no keyword-only arguments (their defaults
     # are not applied), so the events' optional arguments are plain ones here.
@@ -144,6 +147,7 @@ class BankAccount(ValueCopy, Aggregate):
         transaction_id: UUID | None,
         initiated_by: UserRef | None = None,
         counterparty_id: UUID | None = None,
+        is_refund: bool = False,
     ) -> None:
         self.balance += amount
 

@@ -137,6 +137,7 @@ def test_a_statement_entry_names_the_counterparty_and_who_initiated_it(
     # The transfer to the closed account went out and came back.
     out, back = alices[1], alices[0]
     assert (out.amount, back.amount) == (Decimal("-7.00"), Decimal("7.00"))
+    assert (out.kind, back.kind) == ("transfer", "refund")
     assert out.counterparty is not None
     assert out.counterparty.id == ids["closed"]
     assert back.balance == alices[2].balance
