@@ -16,6 +16,7 @@ from bankaccounts import logs
 from bankaccounts.deploy import preflight
 from bankaccounts.deploy.worker import WORKER_NAMES
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from bankaccounts.readmodel import ReadModelOutdatedError
 from bankaccounts.settings import ConfigurationError, check_environment
 from bankaccounts.users import ROLES, Users
 
@@ -710,6 +711,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_level, args.log_format, role=role(args))
     for warning in unknown_variables(os.environ):
         logger.warning("%s", warning)
+    try:
+        return run_command(args, parser)
+    except ReadModelOutdatedError as error:  # the message says what to do
+        return fail(str(error), status=1)
+
+
+def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Runs the parsed subcommand; returns its exit status."""
     if args.command in ("serve", "run-all"):
         return serve(
             args.host,
