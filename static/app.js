@@ -695,7 +695,8 @@ function selectAccount(id) {
       form.reset();
       clearErrors(form);
     }
-    setPayee("idle");
+    ui.selectedId = id;
+    checkPayee();
   }
   ui.selectedId = id;
   if (id) {
@@ -1148,7 +1149,7 @@ for (const form of document.querySelectorAll(".action-form")) {
 // ---------------------------------------------------------------- the payee of a transfer
 
 let payeeTimer = null;
-let payeeLookup = null; // the promise of the lookup under way
+let payeeLookup = null; // { number, promise, start } of the last number looked up
 
 function payeeOf(account) {
   return { id: account.id, name: account.name, owner: account.owner, is_closed: account.is_closed };
@@ -1159,45 +1160,51 @@ function setPayee(state, payee = null, error = null) {
   renderPayee();
 }
 
-/** Looks up the typed account number: the payee's name shows once it is recognised. */
+/**
+ * Looks up the typed account number (soon, or `now`): the payee's name shows once
+ * it is recognised. Resolves when the answer is in; the same number is asked once.
+ */
 function checkPayee({ now = false } = {}) {
-  clearTimeout(payeeTimer);
-  const text = page.transferTo.value;
-  const number = accountNumber(text);
-  if (!number) {
+  const number = accountNumber(page.transferTo.value);
+  if (!number || number === ui.selectedId) {
+    clearTimeout(payeeTimer);
     payeeLookup = null;
-    ui.payee = { number: null, state: "idle", payee: null };
+    ui.payee = { number, state: number ? "same" : "idle", payee: null };
     renderPayee();
     return Promise.resolve();
   }
-  if (number === ui.selectedId) {
-    ui.payee = { number, state: "same", payee: null };
-    renderPayee();
-    return Promise.resolve();
+  if (payeeLookup?.number === number && ui.payee.state !== "error") {
+    if (now) payeeLookup.start();
+    return payeeLookup.promise;
   }
-  if (ui.payee.number === number && (ui.payee.state === "found" || ui.payee.state === "checking")) {
-    return payeeLookup ?? Promise.resolve();
-  }
+  clearTimeout(payeeTimer);
   ui.payee = { number, state: "checking", payee: null };
   renderPayee();
-  payeeLookup = new Promise((resolve) => {
-    const lookUp = async () => {
+  let started = false;
+  const lookup = { number, promise: null, start: null };
+  lookup.promise = new Promise((resolve) => {
+    lookup.start = async () => {
+      if (started) return;
+      started = true;
+      clearTimeout(payeeTimer);
       try {
         const payee = await api("GET", `/api/accounts/${encodeURIComponent(number)}/payee`);
-        if (ui.payee.number === number) setPayee("found", payee);
+        if (payeeLookup === lookup) setPayee("found", payee);
       } catch (error) {
-        if (ui.payee.number !== number) return;
-        if (error.status === 404) ui.payee = { number, state: "missing", payee: null };
-        else ui.payee = { number, state: "error", payee: null, error: error.message };
-        renderPayee();
+        if (payeeLookup === lookup) {
+          if (error.status === 404) ui.payee = { number, state: "missing", payee: null };
+          else ui.payee = { number, state: "error", payee: null, error: error.message };
+          renderPayee();
+        }
       } finally {
         resolve();
       }
     };
-    if (now) lookUp();
-    else payeeTimer = setTimeout(lookUp, PAYEE_DELAY_MS);
   });
-  return payeeLookup;
+  payeeLookup = lookup;
+  if (now) lookup.start();
+  else payeeTimer = setTimeout(lookup.start, PAYEE_DELAY_MS);
+  return lookup.promise;
 }
 
 page.transferTo.addEventListener("input", () => checkPayee());

@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.browser
 
 SCREENSHOTS = ROOT / "docs" / "screenshots"
+#: The screenshots the README shows.
+README_SCREENSHOTS = {"signin", "customer", "customer-credit", "staff", "statement"}
 #: A session that lasts seconds, for the expiry test (BANKACCOUNTS_TOKEN_DAYS).
 SHORT_SESSION_SECONDS = 25
 #: How long until a tab notices an ended session: the websocket checks every 5 s.
@@ -93,7 +95,7 @@ def username(prefix: str) -> str:
 def keep_screenshot(tab: Tab, name: str, **options: Any) -> None:
     """A screenshot in test-artifacts/, and in docs/screenshots/ when asked to."""
     path = tab.screenshot(name, **options)
-    if env_flag("BANKACCOUNTS_UPDATE_SCREENSHOT"):
+    if name in README_SCREENSHOTS and env_flag("BANKACCOUNTS_UPDATE_SCREENSHOT"):
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / path.name)
 
@@ -220,6 +222,13 @@ def test_two_customers_and_the_staff_side_by_side_live(
             expect(tab.by("who-role")).to_have_text("Customer")
         expect(staff.by("who-role")).to_have_text("Staff")
 
+        # Another customer's accounts, for the staff's list.
+        carol = sign_in(server.url, "carol")
+        for account_name, amount in (
+            ("Carol's business", "5200.00"),
+            ("Taxes", "830.25"),
+        ):
+            server.open_account(account_name, deposit=amount, as_=carol)
         current = tab_a.open_account("Everyday")
         savings = tab_a.open_account("Savings")
         rainy = tab_b.open_account("Rainy day")
@@ -301,7 +310,8 @@ def test_two_customers_and_the_staff_side_by_side_live(
         expect(staff.card(rainy)).to_be_visible()
         staff.by("account-sort").select_option("balance")
         names = staff.page.get_by_test_id("account-name")
-        expect(names.first).to_have_text("Everyday")  # the largest balance first
+        expect(names.first).to_have_text("Carol's business")  # the largest first
+        expect(names.nth(2)).to_have_text("Everyday")
         staff.select(rainy)
         expect(staff.by("panel-owner")).to_have_text(f"Owner: {bob}")
         staff.page.mouse.move(0, 0)
