@@ -12,7 +12,6 @@ from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunn
 from bankaccounts.deploy.catchup import CatchUp, interval_from_environment
 from bankaccounts.deploy.readiness import DatabaseCheck
 from bankaccounts.deploy.status import read_statuses
-from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.infrastructure import sqlite_env
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.commands import Commands
@@ -23,7 +22,6 @@ from bankaccounts.users import Users
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
-    from uuid import UUID
 
     from eventsourcing.application import Application
 
@@ -52,7 +50,6 @@ APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
 #: The application of users and tokens: next to the system, not part of it.
 USERS_NAME = Users.name
 DEFAULT_DATA_DIR = "bankaccounts-data"
-KNOWN_ACCOUNTS_LIMIT = 100_000  # ids remembered by Bank.account_exists
 
 
 def system_env(
@@ -165,7 +162,6 @@ class Bank:
         # Work recorded but not processed before a crash is carried out on start,
         # not when the next command happens to arrive.
         self.catch_up = CatchUp(self.runner, catch_up_interval)
-        self._known_accounts: set[UUID] = set()
         self._database_check = DatabaseCheck(lambda: self.interface.view)
         self._users_env = users_env(self.env)
         self._users: Users | None = None
@@ -241,27 +237,6 @@ class Bank:
         """True if every readiness check passes (GET /readyz answers 200)."""
         return all(state == "ok" for state in self.readiness().values())
 
-    def account_exists(self, account_id: UUID) -> bool:
-        """True if the account has been opened (it may be closed since).
-
-        Accounts are never deleted, so an id once seen to exist is remembered, in a
-        set of at most KNOWN_ACCOUNTS_LIMIT ids (emptied when full), and asked about
-        again without a database round trip. Otherwise the read model is asked,
-        then, as it may lag behind, the accounts themselves.
-        """
-        known = self._known_accounts
-        if account_id in known:
-            return True
-        if self.interface.view.get_account(account_id) is None:
-            try:
-                self.accounts.get_account(account_id)
-            except AccountNotFoundError:
-                return False
-        if len(known) >= KNOWN_ACCOUNTS_LIMIT:
-            known.clear()
-        known.add(account_id)
-        return True
-
 
 class DistributedBank(Bank):
     """A web process's part of a bank whose process applications run as workers.
@@ -279,7 +254,6 @@ class DistributedBank(Bank):
         self._apps: dict[type[Any], Any] = {}
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self.feed: PostgresFeedSubscription | None = None
-        self._known_accounts: set[UUID] = set()
         self._sagas_reader: Sagas | None = None
         self._sagas_lock = threading.Lock()
         self._database_check = DatabaseCheck(lambda: self.interface.view)

@@ -114,11 +114,8 @@ class ExactJSONRoute(APIRoute):
 
 
 def get_banking(connection: HTTPConnection) -> Banking:
-    """The use cases of the running bank (made once per bank, on first use)."""
-    state = connection.app.state
-    banking: Banking | None = getattr(state, "banking", None)
-    if banking is None or banking.bank is not state.bank:
-        banking = state.banking = Banking(state.bank)
+    """The use cases of the running bank (made with it, in the app's lifespan)."""
+    banking: Banking = connection.app.state.banking
     return banking
 
 

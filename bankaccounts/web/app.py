@@ -31,6 +31,7 @@ from bankaccounts.exceptions import (
     UsernameTakenError,
 )
 from bankaccounts.metrics import watch_applications
+from bankaccounts.usecases import Banking
 from bankaccounts.web import api, auth, probes, system, websocket
 from bankaccounts.web.auth import SESSION_COOKIE, Registration, users_of
 from bankaccounts.web.docs import add_docs
@@ -111,6 +112,7 @@ def create_app(
         remove_listener = bank.add_feed_listener(hub.receive)
         unwatch = watch_applications(bank.applications)
         app.state.bank = bank
+        app.state.banking = Banking(bank)
         app.state.hub = hub
         try:
             yield
