@@ -36,6 +36,9 @@ T = TypeVar("T")
 MAX_CURSOR_LENGTH = 1000
 #: Seq values are positive 63-bit integers in every store.
 MAX_SEQ = 2**63 - 1
+#: Balances in a cursor are whole cents below this (PostgreSQL's numeric(16,2)).
+MAX_BALANCE = Decimal(10) ** 14
+CENT = Decimal("0.01")
 
 
 def encode(kind: str, *values: str | int) -> str:
@@ -58,13 +61,27 @@ def decode(cursor: str, kind: str, size: int) -> list[Any]:
         not isinstance(values, list)
         or len(values) != size + 1
         or values[0] != kind
-        or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in values)
+        or not all(_is_key_value(v) for v in values)
     ):
         raise InvalidCursorError(_MESSAGE)
     return values[1:]
 
 
 _MESSAGE = "cursor is not valid: use the one given with the previous page"
+
+
+def _is_key_value(value: object) -> bool:
+    """True for an int, or text every store can take as a parameter (no NUL, which
+    PostgreSQL's text refuses, and no lone surrogate, which UTF-8 cannot encode)."""
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return (
+        isinstance(value, str)
+        and "\x00" not in value
+        and not any("\ud800" <= c <= "\udfff" for c in value)
+    )
 
 
 def timestamp(value: datetime) -> str:
@@ -76,7 +93,7 @@ def timestamp(value: datetime) -> str:
 def _parse(parse: Callable[[Any], T], value: Any) -> T:
     try:
         return parse(value)
-    except (TypeError, ValueError, InvalidOperation, AttributeError):
+    except (TypeError, ValueError, InvalidOperation, AttributeError, OverflowError):
         raise InvalidCursorError(_MESSAGE) from None
 
 
@@ -117,8 +134,13 @@ def read_account_cursor(
 
 
 def _decimal(value: str) -> Decimal:
+    """A balance as cursors hold it: cents, within what every store holds."""
     number = Decimal(value)
-    if not number.is_finite():
+    if (
+        not number.is_finite()
+        or abs(number) >= MAX_BALANCE
+        or number != number.quantize(CENT)
+    ):
         raise ValueError(value)
     return number
 

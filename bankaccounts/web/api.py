@@ -291,6 +291,9 @@ def list_accounts(
 
     The next page, if any, is named by the `Link: <url>; rel="next"` header.
     """
+    if q is not None and not q.isprintable():
+        # No name holds one, and PostgreSQL's text cannot hold a NUL.
+        raise invalid_query("q", "q must be printable text")
     with cursor_checked():
         page = banking.list_accounts(actor, q, sort, cursor, limit)
     return with_next_link(request, [a.to_json() for a in page.items], page.next_cursor)

@@ -1,0 +1,70 @@
+"""Issue 10's review: what an attacker or an auditor tried, and what must hold.
+
+Crafted cursors and searches are a 422, never a 5xx, in every store; sign-in
+attempts made at the same moment are throttled as if made one after another; a
+failed sign-in of a known user answers as fast as one of an unknown name.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.webclient import bank_client, open_account
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from fastapi.testclient import TestClient
+
+
+@pytest.fixture
+def client(persistence_env: dict[str, str]) -> Iterator[TestClient]:
+    yield from bank_client(persistence_env)
+
+
+def cursor(*values: Any) -> str:
+    """A cursor as the read model makes them, holding whatever it is given."""
+    text = json.dumps(list(values))
+    return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+
+NO_ID = "0" * 32
+CRAFTED_CURSORS = [
+    # A time that UTC cannot hold (the year 1 at +01:00 is the year 0 in UTC).
+    ("/api/transactions", cursor("transactions", "0001-01-01T00:00:00+01:00", NO_ID)),
+    ("/api/accounts", cursor("accounts:opened", "0001-01-01T00:00:00+01:00", NO_ID)),
+    # Text PostgreSQL cannot hold (NUL), text UTF-8 cannot encode (a lone surrogate).
+    ("/api/accounts?sort=name", cursor("accounts:name", "a\x00b", NO_ID)),
+    ("/api/accounts?sort=name", cursor("accounts:name", "\ud800", NO_ID)),
+    # Balances beyond any store's column, or finer than a cent.
+    ("/api/accounts?sort=balance", cursor("accounts:balance", "1e999999", NO_ID)),
+    ("/api/accounts?sort=balance", cursor("accounts:balance", "9" * 300, NO_ID)),
+    ("/api/accounts?sort=balance", cursor("accounts:balance", "1e40", NO_ID)),
+    ("/api/accounts?sort=balance", cursor("accounts:balance", "-1e-999999", NO_ID)),
+]
+
+
+@pytest.mark.parametrize(("url", "crafted"), CRAFTED_CURSORS)
+def test_a_crafted_cursor_is_a_422_in_every_store(
+    client: TestClient, url: str, crafted: str
+) -> None:
+    open_account(client, "Alice")
+    separator = "&" if "?" in url else "?"
+    response = client.get(f"{url}{separator}cursor={crafted}")
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["query", "cursor"]
+
+
+@pytest.mark.parametrize("search", ["\x00", "alice\x00", "\t"])
+def test_a_search_no_name_can_match_is_a_422_in_every_store(
+    client: TestClient, search: str
+) -> None:
+    open_account(client, "Alice")
+    for sort in ("opened", "name", "balance"):
+        response = client.get("/api/accounts", params={"q": search, "sort": sort})
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", "q"]
