@@ -6,6 +6,12 @@ the oldest of those failures leaves the window; a refused attempt verifies nothi
 and records nothing. A successful sign-in forgets its username's failures (not its
 client's: one client guessing many names stays throttled).
 
+An attempt is counted as a failure when it starts (`attempt`, which checks and
+counts in one step), not when its hash has been found wrong 0.18 s later: else
+every guess sent at the same moment would pass the check before any had failed,
+and a burst of them would get as many hashes as the server has threads. A
+successful sign-in takes its count back (`succeeded`).
+
 Memory is bounded: each key keeps at most its limit of timestamps, and at most
 MAX_KEYS keys are kept (the least recently failed are forgotten first). The counts
 live in one process: each web process of a distributed deployment throttles on its
@@ -78,6 +84,15 @@ class SlidingWindow:
             while len(self._failures) > self.max_keys:
                 self._failures.popitem(last=False)
 
+    def forget_one(self, key: str) -> None:
+        """Forgets the key's most recent failure (an attempt that succeeded)."""
+        with self._lock:
+            failures = self._failures.get(key)
+            if failures:
+                failures.pop()
+                if not failures:
+                    del self._failures[key]
+
     def clear(self, key: str) -> None:
         """Forgets the key's failures."""
         with self._lock:
@@ -107,6 +122,7 @@ class SignInThrottle:
         self.clients = SlidingWindow(
             client_limit, window, max_keys=max_keys, clock=clock
         )
+        self._lock = threading.Lock()
 
     def check(self, username: str, client: str) -> None:
         """Raises SignInThrottledError if the username or the client must wait."""
@@ -116,11 +132,23 @@ class SignInThrottle:
         if wait:
             raise SignInThrottledError(wait)
 
+    def attempt(self, username: str, client: str) -> None:
+        """Checks and counts an attempt as a failure, in one step: raises
+        SignInThrottledError (counting nothing) if the username or client must wait.
+
+        A sign-in that then succeeds calls `succeeded(username, client)`.
+        """
+        with self._lock:
+            self.check(username, client)
+            self.failed(username, client)
+
     def failed(self, username: str, client: str) -> None:
         """Counts a failed sign-in against both."""
         self.usernames.fail(username)
         self.clients.fail(client)
 
-    def succeeded(self, username: str) -> None:
-        """Forgets the username's failures."""
+    def succeeded(self, username: str, client: str | None = None) -> None:
+        """Forgets the username's failures, and the client's attempt (if given)."""
         self.usernames.clear(username)
+        if client is not None:
+            self.clients.forget_one(client)

@@ -355,17 +355,15 @@ class Users(BankApplication):
         either way. A throttled attempt verifies and records nothing.
         """
         key = username.lower() if isinstance(username, str) else ""
-        self.throttle.check(key, client)
+        self.throttle.attempt(key, client)  # counted as failed until it succeeds
         user_id = self._user_id(username)
         if user_id is None or not is_acceptable_password(password):
             if is_acceptable_password(password):
                 verify_dummy(password)
-            self.throttle.failed(key, client)
             raise SignInError(SIGN_IN_FAILED)
         user = self._get(User, user_id)
         valid, new_hash = verify_password(password, user.password_hash)
         if not valid:
-            self.throttle.failed(key, client)
 
             def fail() -> None:
                 user = self._get(User, user_id)
@@ -374,7 +372,7 @@ class Users(BankApplication):
 
             retry_on_conflict(self, fail)
             raise SignInError(SIGN_IN_FAILED)
-        self.throttle.succeeded(key)
+        self.throttle.succeeded(key, client)
         token = secrets.token_urlsafe(32)
         record_id = token_id(token)
         expires_at = (self.clock() + self.token_lifetime).replace(microsecond=0)

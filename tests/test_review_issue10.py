@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.webclient import bank_client, open_account
+from bankaccounts.exceptions import SignInError, SignInThrottledError
+from bankaccounts.throttle import SignInThrottle
+from bankaccounts.users import Users
+from tests.webclient import PASSWORD, bank_client, open_account
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -32,6 +36,7 @@ def cursor(*values: Any) -> str:
     return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
 
 
+POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 NO_ID = "0" * 32
 CRAFTED_CURSORS = [
     # A time that UTC cannot hold (the year 1 at +01:00 is the year 0 in UTC).
@@ -68,3 +73,47 @@ def test_a_search_no_name_can_match_is_a_422_in_every_store(
         response = client.get("/api/accounts", params={"q": search, "sort": sort})
         assert response.status_code == 422, response.text
         assert response.json()["detail"][0]["loc"] == ["query", "q"]
+
+
+# ---------------------------------------------------------------- sign-in
+
+
+def test_sign_ins_at_the_same_moment_are_throttled_as_one_after_another() -> None:
+    # Each attempt was checked before any earlier one had failed (a hash takes
+    # 0.18 s): eight guesses at once all got a hash, past a limit of two.
+    users = Users(env=POPO, throttle=SignInThrottle(username_limit=2))
+    try:
+        users.register("alice", PASSWORD)
+        outcomes: list[str] = []
+        barrier = threading.Barrier(8)
+
+        def guess() -> None:
+            barrier.wait()
+            try:
+                users.sign_in("alice", "wrong password", "10.0.0.1")
+            except SignInThrottledError:
+                outcomes.append("throttled")
+            except SignInError:
+                outcomes.append("wrong")
+
+        threads = [threading.Thread(target=guess) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(outcomes) == ["throttled"] * 6 + ["wrong"] * 2
+    finally:
+        users.close()
+
+
+def test_a_successful_sign_in_does_not_count_against_its_client() -> None:
+    users = Users(env=POPO, throttle=SignInThrottle(client_limit=2))
+    try:
+        users.register("alice", PASSWORD)
+        for _ in range(3):
+            users.sign_in("alice", PASSWORD, "10.0.0.1")
+        with pytest.raises(SignInError):
+            users.sign_in("alice", "wrong password", "10.0.0.1")
+        users.sign_in("alice", PASSWORD, "10.0.0.1")  # one failure: not throttled
+    finally:
+        users.close()
