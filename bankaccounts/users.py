@@ -21,8 +21,10 @@ revoked by another process (the CLI, another web process) stops working at once.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar, cast, get_args
@@ -57,6 +59,8 @@ if TYPE_CHECKING:
 
     from eventsourcing.domain import MutableOrImmutableAggregate
     from eventsourcing.utils import Environment, EnvType
+
+logger = logging.getLogger(__name__)
 
 Role = Literal["staff", "customer"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -286,6 +290,14 @@ class Users(BankApplication):
         self.token_lifetime = token_lifetime_from(self.env)
         self.throttle = throttle if throttle is not None else SignInThrottle()
         self.clock = clock
+        # Records failed sign-ins after the answer (see sign_in); its thread
+        # starts with the first one.
+        self._failures = ThreadPoolExecutor(1, thread_name_prefix="sign-in-failures")
+
+    def close(self) -> None:
+        """Records the failed sign-ins still waiting, then closes the store."""
+        self._failures.shutdown(wait=True)
+        super().close()
 
     def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
         """The library's environment, with fast-forward whatever it says."""
@@ -352,7 +364,10 @@ class Users(BankApplication):
         and a wrong password) or SignInThrottledError.
 
         An unknown username costs what a wrong password costs: a hash is verified
-        either way. A throttled attempt verifies and records nothing.
+        either way, and a wrong password's SignInFailed event is recorded on
+        another thread, after the answer (a write the unknown name does not make
+        would otherwise tell, by the time taken, that the name exists). A
+        throttled attempt verifies and records nothing.
         """
         key = username.lower() if isinstance(username, str) else ""
         self.throttle.attempt(key, client)  # counted as failed until it succeeds
@@ -364,13 +379,7 @@ class Users(BankApplication):
         user = self._get(User, user_id)
         valid, new_hash = verify_password(password, user.password_hash)
         if not valid:
-
-            def fail() -> None:
-                user = self._get(User, user_id)
-                user.fail_sign_in(client)
-                self.save(user)
-
-            retry_on_conflict(self, fail)
+            self._failures.submit(self._record_failure, user_id, client)
             raise SignInError(SIGN_IN_FAILED)
         self.throttle.succeeded(key, client)
         token = secrets.token_urlsafe(32)
@@ -397,6 +406,19 @@ class Users(BankApplication):
 
         user = retry_on_conflict(self, succeed)
         return IssuedToken(token, expires_at, user.actor)
+
+    def _record_failure(self, user_id: UUID, client: str) -> None:
+        """Records a sign-in with a wrong password in the user's history."""
+
+        def fail() -> None:
+            user = self._get(User, user_id)
+            user.fail_sign_in(client)
+            self.save(user)
+
+        try:
+            retry_on_conflict(self, fail)
+        except Exception:
+            logger.exception("Could not record a failed sign-in of user %s", user_id)
 
     def authenticate(self, token: str) -> Actor | None:
         """Who holds the token; None if it is unknown, expired or revoked."""
