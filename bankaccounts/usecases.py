@@ -405,14 +405,14 @@ class Banking:
         self._owners[account_id] = owner
 
     def _may_see(self, actor: Actor, transaction: TransactionView) -> bool:
-        """True if the transaction touches one of the actor's accounts, or staff."""
+        """True if the transaction touches one of the actor's accounts, or staff.
+
+        Not for having initiated it: a customer's own requests always touch their
+        accounts, and one made as staff is not theirs to see once they are not.
+        """
         if actor.is_staff:
             return True
-        known = (
-            transaction.initiated_by,
-            transaction.debit_owner,
-            transaction.credit_owner,
-        )
+        known = (transaction.debit_owner, transaction.credit_owner)
         if any(user is not None and user.id == actor.id for user in known):
             return True
         # An owner the read model has not filled in yet: ask the accounts.

@@ -18,7 +18,7 @@ from bankaccounts.exceptions import SignInError, SignInThrottledError
 from bankaccounts.throttle import SignInThrottle
 from bankaccounts.users import Users
 from tests.waiting import wait_for
-from tests.webclient import PASSWORD, bank_client, open_account
+from tests.webclient import PASSWORD, bank_client, deposit, open_account, sign_up
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -153,3 +153,23 @@ def test_a_wrong_password_answers_before_its_failure_is_recorded(
 def history(users: Users, user_id: UUID) -> list[str]:
     """The names of the user's events, oldest first."""
     return [type(e).__name__ for e in users.events.get(user_id)]
+
+
+# ---------------------------------------------------------------- authorization
+
+
+def test_staff_made_customer_no_longer_see_what_they_did_as_staff(
+    client: TestClient,
+) -> None:
+    alice = sign_up(client, "alice")
+    clerk = sign_up(client, "clerk")
+    users = client.app.state.bank.users  # type: ignore[attr-defined]
+    users.set_role("clerk", "staff")
+    hers = open_account(client, "Alice", headers=alice.headers)
+    paid = deposit(client, hers, "25", headers=clerk.headers)
+    url = f"/api/transactions/{paid['transaction_id']}"
+    assert client.get(url, headers=clerk.headers).status_code == 200
+    users.set_role("clerk", "customer")
+    assert client.get(url, headers=clerk.headers).status_code == 404
+    assert client.get("/api/transactions", headers=clerk.headers).json() == []
+    assert client.get(url, headers=alice.headers).status_code == 200
