@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +19,19 @@ from bankaccounts.exceptions import SignInError, SignInThrottledError
 from bankaccounts.throttle import SignInThrottle
 from bankaccounts.users import Users
 from tests.waiting import wait_for
-from tests.webclient import PASSWORD, bank_client, deposit, open_account, sign_up
+from tests.webclient import (
+    PASSWORD,
+    bank_client,
+    deposit,
+    open_account,
+    read_backlog,
+    sign_in,
+    sign_up,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
     from uuid import UUID
 
     from fastapi.testclient import TestClient
@@ -173,3 +183,26 @@ def test_staff_made_customer_no_longer_see_what_they_did_as_staff(
     assert client.get(url, headers=clerk.headers).status_code == 404
     assert client.get("/api/transactions", headers=clerk.headers).json() == []
     assert client.get(url, headers=alice.headers).status_code == 200
+
+
+def test_no_token_or_password_in_the_logs_or_any_stored_file(
+    sqlite_env: dict[str, str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    for client in bank_client(sqlite_env):
+        alice = sign_up(client, "alice")
+        with pytest.raises(AssertionError):  # a wrong password, recorded
+            sign_in(client, "alice", "not alice's password")
+        hers = open_account(client, "Alice", headers=alice.headers)
+        deposit(client, hers, "5", headers=alice.headers)
+        with client.websocket_connect("/ws", headers=alice.headers) as ws:
+            read_backlog(ws)
+        client.delete("/api/tokens/current", headers=alice.headers)
+        secrets = [alice.token, client.staff.token]  # type: ignore[attr-defined]
+    secrets += [PASSWORD, "not alice's password"]
+    logged = caplog.text
+    stored = b"".join(p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
+    assert stored
+    for secret in secrets:
+        assert secret not in logged
+        assert secret.encode() not in stored
