@@ -21,6 +21,7 @@ from bankaccounts.users import Users
 from tests.waiting import wait_for
 from tests.webclient import (
     PASSWORD,
+    anonymous,
     bank_client,
     deposit,
     open_account,
@@ -206,3 +207,49 @@ def test_no_token_or_password_in_the_logs_or_any_stored_file(
     for secret in secrets:
         assert secret not in logged
         assert secret.encode() not in stored
+
+
+def test_cookie_authenticated_cross_site_writes_are_refused(
+    client: TestClient,
+) -> None:
+    sign_up(client, "alice")
+    with anonymous(client):
+        response = client.post(
+            "/api/tokens", json={"username": "alice", "password": PASSWORD}
+        )
+        assert response.status_code == 201
+        cookie = response.headers["set-cookie"].lower()
+        assert "httponly" in cookie
+        assert "samesite=lax" in cookie
+        assert "path=/" in cookie
+        accounts = client.app.state.bank.accounts  # type: ignore[attr-defined]
+        opened = accounts.recorder.max_notification_id() or 0
+        refused = [
+            client.post(
+                "/api/accounts",
+                json={"name": "Evil"},
+                headers={"Origin": "https://evil.example"},
+            ),
+            client.post(
+                "/api/accounts",
+                json={"name": "Evil"},
+                headers={"Sec-Fetch-Site": "same-site"},
+            ),
+            client.post(
+                "/api/accounts",
+                content="name=Evil",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ),
+            client.post(
+                "/api/accounts",
+                content='{"name": "Evil"}',
+                headers={"Content-Type": "text/plain"},
+            ),
+        ]
+        assert [r.status_code for r in refused] == [403, 403, 415, 415]
+        assert (accounts.recorder.max_notification_id() or 0) == opened
+        mine = client.post(
+            "/api/accounts", json={"name": "Mine"}, headers={"Sec-Fetch-Site": "none"}
+        )
+        assert mine.status_code == 201
+        assert mine.json()["owner"]["username"] == "alice"
