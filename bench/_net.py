@@ -64,14 +64,38 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
             process.wait(timeout)
 
 
-def http_json(method: str, url: str, body: Any = None, timeout: float = 30.0) -> Any:
+def http_json(
+    method: str,
+    url: str,
+    body: Any = None,
+    timeout: float = 30.0,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
     """One request with the standard library; the decoded JSON answer."""
     data = None if body is None else json.dumps(body).encode()
     request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
+        url,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json", **(headers or {})},
     )
     with urllib.request.urlopen(request, timeout=timeout) as response:
         return json.loads(response.read() or b"null")
+
+
+#: The benchmarks' user: the first to sign up on a loopback server, so staff.
+BENCH_USER = {"username": "bench", "password": "bench-password"}
+
+
+def sign_in(base: str) -> dict[str, str]:
+    """Signs the benchmark's user up (once a bank) and in; the Authorization header."""
+    try:
+        http_json("POST", f"{base}/api/users", BENCH_USER)
+    except urllib.error.HTTPError as error:
+        if error.code != 409:  # taken: signed up before, on this bank
+            raise
+    token = http_json("POST", f"{base}/api/tokens", BENCH_USER)["token"]
+    return {"Authorization": f"Bearer {token}"}
 
 
 def wait_until_serving(
@@ -156,7 +180,7 @@ def bank_server(
     ]
     base = f"http://{HOST}:{port}"
     log = workdir / f"{name}-{port}.log"
-    with server_process(args, store_env, log, f"{base}/api/state"):
+    with server_process(args, store_env, log, f"{base}/readyz"):
         yield base
 
 
@@ -385,7 +409,7 @@ def distributed_system(
             )
             processes.append(process)
             base = f"http://{HOST}:{port}"
-            wait_until_serving(f"{base}/api/state", process, path)
+            wait_until_serving(f"{base}/readyz", process, path)
             bases.append(base)
         for process, name in zip(
             processes, ("sagas", "accounts", "interface"), strict=False

@@ -10,6 +10,7 @@ times and latency percentiles.
 Modes: "transfers" (POST /api/transfers between the given accounts, optionally
 `?wait=true`, then optionally one sentinel transfer with `?wait=true`, whose answer
 means the system has processed everything before it) and "get" (GET a path).
+Every request carries the config's "headers" (the signed-in user's Authorization).
 """
 
 from __future__ import annotations
@@ -29,10 +30,13 @@ IDLE = 2.0  # seconds; uvicorn closes keep-alive connections idle for 5
 class Connection:
     """One keep-alive HTTP/1.1 connection."""
 
-    def __init__(self, host: str, port: int) -> None:
-        """Not connected until open()."""
+    def __init__(
+        self, host: str, port: int, headers: dict[str, str] | None = None
+    ) -> None:
+        """Not connected until open(); headers go with every request."""
         self.host = host
         self.port = port
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.used = 0.0  # when the last answer came
@@ -54,6 +58,7 @@ class Connection:
         assert self.writer is not None
         assert self.reader is not None
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+        head += self.extra
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + (body or b""))
@@ -131,8 +136,10 @@ async def run(config: dict[str, Any]) -> dict[str, Any]:
     ids: list[str] = []
     sizes: list[int] = []
     indexes = itertools.count()
+    headers: dict[str, str] = config.get("headers") or {}
     connections = [
-        Connection(*addresses[index % len(addresses)]) for index in range(concurrency)
+        Connection(*addresses[index % len(addresses)], headers)
+        for index in range(concurrency)
     ]
     start = time.time()
     clock_start = time.perf_counter()
