@@ -10,6 +10,9 @@ received here minus the `updated_at` of its transaction or account (wall clock,
 same machine): for the bank, when the event behind the message was created, just
 before it was recorded; for the bare broadcast, when the server sent it.
 
+The config's "headers" (the signed-in user's `Authorization: Bearer ...`) go with
+every client's handshake: the bank refuses an unsigned one with HTTP 401.
+
 Driven by JSON lines: it prints {"event": "ready"} once every client is connected
 and has had its "ready" message, then answers commands read from stdin:
 {"cmd": "mark"} starts a new phase (counts and latencies from zero),
@@ -222,13 +225,15 @@ def raise_file_limit(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
 
 
-async def connect(group: Group, host: str, port: int, path: str, origin: str) -> None:
-    """Opens one client and waits for its "ready"."""
+async def connect(
+    group: Group, host: str, port: int, path: str, origin: str, extra: str = ""
+) -> None:
+    """Opens one client and waits for its "ready"; extra: more header lines."""
     key = base64.b64encode(os.urandom(16)).decode()
     request = (
         f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-        f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n\r\n"
+        f"Sec-WebSocket-Version: 13\r\nOrigin: {origin}\r\n{extra}\r\n"
     ).encode()
     loop = asyncio.get_running_loop()
     _, client = await loop.create_connection(lambda: Client(group, request), host, port)
@@ -248,6 +253,8 @@ async def main_async(config: dict[str, Any]) -> None:
     count: int = config["clients"]
     path: str = config.get("path", "/ws")
     origin = f"http://{host}:{port}"
+    headers: dict[str, str] = config.get("headers") or {}
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
     raise_file_limit(count)
     group = Group()
     started = time.perf_counter()
@@ -255,7 +262,7 @@ async def main_async(config: dict[str, Any]) -> None:
         for first in range(0, count, BATCH):
             batch = range(first, min(count, first + BATCH))
             await asyncio.gather(
-                *(connect(group, host, port, path, origin) for _ in batch)
+                *(connect(group, host, port, path, origin, extra) for _ in batch)
             )
     except Exception as error:  # reported to the parent
         say({"error": f"connecting: {error!r}"})

@@ -4,7 +4,8 @@ The bank is `python -m bankaccounts serve` in memory (POPO, so that storage does
 not set the pace; the embedded deployment, SingleThreadedRunner). N websocket
 clients (100 and 1,000; 100 and 300 with --quick) connect from a process of their
 own (bench/_netclients.py: a bare asyncio websocket client per connection), and a
-load generator in a third process sends transfers over HTTP.
+load generator in a third process sends transfers over HTTP; both as the bank's
+first user (staff, who sees every feed message), signed in with a bearer token.
 
 - Rate: transfers as fast as the bank takes them (16 in flight); the figure is
   feed messages delivered per client per second (from the first message any
@@ -31,6 +32,7 @@ from bench.common import Chart, Options, Result, Row, ratio_row
 from bench.http import CONCURRENCY, open_funded_accounts
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
 KEY = "fanout"
@@ -40,9 +42,10 @@ LATENCY_RATE = 10  # transfers a second
 POPO = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
 
 
-def state_position(base: str) -> int:
+def state_position(base: str, headers: Mapping[str, str]) -> int:
     """The bank's last feed position."""
-    position: int = _net.http_json("GET", f"{base}/api/state")["position"]
+    state = _net.http_json("GET", f"{base}/api/state", headers=headers)
+    position: int = state["position"]
     return position
 
 
@@ -51,27 +54,34 @@ def bank_run(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """The bank: a rate phase and a latency phase; the clients' figures of each."""
     with _net.bank_server(workdir, POPO, name=f"fanout-{clients}") as base:
-        accounts = open_funded_accounts(base)
-        after = state_position(base)
-        config = {"base": base, "clients": clients, "path": f"/ws?after={after}"}
+        headers = _net.sign_in(base)
+        accounts = open_funded_accounts(base, headers)
+        after = state_position(base, headers)
+        config = {
+            "base": base,
+            "clients": clients,
+            "path": f"/ws?after={after}",
+            "headers": headers,
+        }
         with _net.clients(config) as group:
             group.ready()
             group.ask({"cmd": "mark"})
             load = {
                 "mode": "transfers",
                 "base": base,
+                "headers": headers,
                 "accounts": accounts,
                 "count": transfers,
                 "concurrency": CONCURRENCY,
                 "sentinel": True,
             }
             _net.run_load(load)
-            position = state_position(base)
+            position = state_position(base, headers)
             rate = group.ask({"cmd": "until", "position": position, "timeout": timeout})
             group.ask({"cmd": "mark"})
             load.update(count=LATENCY_RATE * seconds, concurrency=4, rate=LATENCY_RATE)
             _net.run_load(load)
-            position = state_position(base)
+            position = state_position(base, headers)
             latency = group.ask(
                 {"cmd": "until", "position": position, "timeout": timeout}
             )

@@ -12,7 +12,8 @@ in the same run:
 - distributed, 2 web processes: the same with two `serve --distributed` on
   different ports, the load spread over both.
 
-The load generator (bench/_netload.py, its own process) keeps 16
+The load generator (bench/_netload.py, its own process), signed in as the bank's
+first user with a bearer token in every request, keeps 16
 `POST /api/transfers` in flight among 8 funded accounts, then sends one more with
 `?wait=true`; its answer (status "succeeded") means every transfer before it has
 finished: command recorded, saga finished, both accounts updated, read model
@@ -46,14 +47,16 @@ TARGET = 1.3
 TITLE = "5. Scale-out: the system as separate processes on PostgreSQL"
 
 
-def load(
-    bases: list[str], accounts: list[str], count: int, warmup: int = 50
-) -> dict[str, Any]:
-    """A warm-up, then `count` transfers and the sentinel; their figures."""
+def load(bases: list[str], count: int, warmup: int = 50) -> dict[str, Any]:
+    """Signs in, opens funded accounts; a warm-up, then `count` transfers and the
+    sentinel; their figures."""
+    headers = _net.sign_in(bases[0])
+    accounts = open_funded_accounts(bases[0], headers)
     config: dict[str, Any] = {
         "mode": "transfers",
         "base": bases[0],
         "bases": bases,
+        "headers": headers,
         "accounts": accounts,
         "count": warmup,
         "concurrency": CONCURRENCY,
@@ -75,7 +78,7 @@ def load(
 def single_process(workdir: Path, count: int, warmup: int) -> dict[str, Any]:
     """`serve` with everything in one process on PostgreSQL."""
     with postgres_env() as env, _net.bank_server(workdir, env, name="single") as base:
-        return load([base], open_funded_accounts(base), count, warmup)
+        return load([base], count, warmup)
 
 
 def distributed(
@@ -86,7 +89,7 @@ def distributed(
         postgres_env() as env,
         _net.distributed_system(workdir, env, web_processes=web_processes) as bases,
     ):
-        answer = load(bases, open_funded_accounts(bases[0]), count, warmup)
+        answer = load(bases, count, warmup)
         _net.wait_for_no_lag(env, timeout=120)
         return answer
 
