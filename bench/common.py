@@ -31,6 +31,7 @@ BENCHMARKS = (
     "rebuild",
     "memory",
     "statement",
+    "load",
 )
 STORE_LABELS = {
     "popo": "POPO",
