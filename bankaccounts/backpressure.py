@@ -45,8 +45,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 #: Commands per second the embedded default processed under the load benchmark
-#: (8 clients posting transfers for 30 s, SQLite files, 2 shared cores).
-MEASURED_RATE = 100.0
+#: (8 clients posting transfers for 30 s, SQLite files, 2 cores shared with the
+#: clients: 175 to 182 a second, with and without the bound, on 2026-12-05).
+MEASURED_RATE = 170.0
 #: How long a command accepted at the bound may wait before the Sagas take it up.
 TARGET_SECONDS = 3.0
 #: The default bound: TARGET_SECONDS of commands at MEASURED_RATE.
