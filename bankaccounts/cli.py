@@ -89,11 +89,13 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
         add_data_dir(serve)
         serve.add_argument(
             "--runner",
-            choices=["single", "multi", "ray"],
-            default=env("RUNNER", "single"),
-            help="the library's SingleThreadedRunner or MultiThreadedRunner, or "
-            "ray: each application in a Ray actor (a local Ray, or the cluster in "
-            "RAY_ADDRESS; needs the ray extra)",
+            choices=["pipeline", "single", "multi", "ray"],
+            default=env("RUNNER", "pipeline"),
+            help="pipeline (the default): a request records its command and a "
+            "thread per process application processes pages of events; the "
+            "library's SingleThreadedRunner (the whole pipe in the request's "
+            "thread) or MultiThreadedRunner; or ray: each application in a Ray "
+            "actor (a local Ray, or the cluster in RAY_ADDRESS; needs the ray extra)",
         )
         serve.add_argument(
             "--allowed-hosts",

@@ -32,6 +32,7 @@ BENCHMARKS = (
     "memory",
     "statement",
     "load",
+    "pipeline",
 )
 STORE_LABELS = {
     "popo": "POPO",
