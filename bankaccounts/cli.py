@@ -13,6 +13,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from bankaccounts import logs
+from bankaccounts.backpressure import DEFAULT_MAX_BACKLOG, TARGET_SECONDS
 from bankaccounts.deploy import preflight
 from bankaccounts.deploy.worker import WORKER_NAMES
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
@@ -59,6 +60,17 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
             help="text: a line per event; json: a JSON object per line",
         )
 
+    def add_max_backlog(command: argparse.ArgumentParser) -> None:
+        command.add_argument(
+            "--max-backlog",
+            type=non_negative_int,
+            default=env("MAX_BACKLOG", DEFAULT_MAX_BACKLOG),
+            metavar="COMMANDS",
+            help="money requests are answered 503 (Retry-After) while this many "
+            "commands wait for the Sagas; 0: no bound (default "
+            f"{DEFAULT_MAX_BACKLOG}, about {TARGET_SECONDS:g} s of processing)",
+        )
+
     def add_data_dir(command: argparse.ArgumentParser) -> None:
         command.add_argument(
             "--data-dir",
@@ -77,11 +89,13 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
         add_data_dir(serve)
         serve.add_argument(
             "--runner",
-            choices=["single", "multi", "ray"],
-            default=env("RUNNER", "single"),
-            help="the library's SingleThreadedRunner or MultiThreadedRunner, or "
-            "ray: each application in a Ray actor (a local Ray, or the cluster in "
-            "RAY_ADDRESS; needs the ray extra)",
+            choices=["pipeline", "single", "multi", "ray"],
+            default=env("RUNNER", "pipeline"),
+            help="pipeline (the default): a request records its command and a "
+            "thread per process application processes pages of events; the "
+            "library's SingleThreadedRunner (the whole pipe in the request's "
+            "thread) or MultiThreadedRunner; or ray: each application in a Ray "
+            "actor (a local Ray, or the cluster in RAY_ADDRESS; needs the ray extra)",
         )
         serve.add_argument(
             "--allowed-hosts",
@@ -97,6 +111,7 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
             help="open: anyone may sign up (the first user is staff when --host is "
             "a loopback address); closed: only signed-in staff may add users",
         )
+        add_max_backlog(serve)
         add_logging(serve)
         if name == "serve":
             serve.add_argument(
@@ -151,6 +166,7 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
         "(default 10)",
     )
     add_data_dir(status)
+    add_max_backlog(status)
     add_logging(status)
 
     rebuild = commands.add_parser(
@@ -202,6 +218,18 @@ def add_users_commands(
         add_logging(action)
 
 
+def non_negative_int(text: str) -> int:
+    """A whole number, 0 or more (argparse's type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        msg = f"must be a whole number, 0 or more, not {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def port_number(text: str) -> int:
     """A port number from 0 to 65535 (argparse's type)."""
     try:
@@ -226,6 +254,7 @@ def serve(
     allowed_hosts: str = "",
     log_format: str = "text",
     registration: str = "open",
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
 ) -> int:
     """Runs the web server (and the system, unless distributed) until SIGTERM.
 
@@ -248,6 +277,7 @@ def serve(
     from bankaccounts.web.app import (
         ALLOWED_HOSTS_VARIABLE,
         HOST_VARIABLE,
+        MAX_BACKLOG_VARIABLE,
         REGISTRATION_VARIABLE,
         create_app,
         is_loopback_host,
@@ -292,6 +322,7 @@ def serve(
             os.environ[ALLOWED_HOSTS_VARIABLE] = ",".join(hosts)
             os.environ[REGISTRATION_VARIABLE] = registration
             os.environ[HOST_VARIABLE] = host
+            os.environ[MAX_BACKLOG_VARIABLE] = str(max_backlog)
             environ = distributed_env(os.environ)
             check_postgres(
                 environ,
@@ -355,6 +386,7 @@ def serve(
         allowed_hosts=hosts,
         registration="closed" if registration == "closed" else "open",
         founder_may_sign_up=founder_may_sign_up,
+        max_backlog=max_backlog,
     )
     server = _clean_exit_server_class()(uvicorn.Config(app, **options))
     logs.announce(f"Serving {url} (Ctrl-C to stop)")
@@ -524,13 +556,22 @@ def run_worker(
     return 0
 
 
-def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> int:
-    """Prints each follower's position and lag; 1 if one is stuck, 0 otherwise."""
+def status(
+    as_json: bool,
+    stuck_after: float,
+    data_dir: str | None = None,
+    max_backlog: int = DEFAULT_MAX_BACKLOG,
+) -> int:
+    """Prints each follower's position and lag, and the backlog against its bound.
+
+    Exits 1 if a follower is stuck or failing, 0 otherwise.
+    """
     from eventsourcing.persistence import PersistenceError
 
+    from bankaccounts.backpressure import Backlog, bound_of, read_backlog
     from bankaccounts.deploy.bootstrap import system_env
     from bankaccounts.deploy.preflight import DatabaseUnavailableError
-    from bankaccounts.deploy.status import SystemStatus, format_table
+    from bankaccounts.deploy.status import SystemStatus, format_table, system_json
 
     environ = dict(os.environ)
     if environ.get("PERSISTENCE_MODULE") == POSTGRES_MODULE:
@@ -549,6 +590,7 @@ def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> in
         system_status = SystemStatus(environ)
         try:
             statuses = system_status.watch(stuck_after)
+            backlog = Backlog(read_backlog(system_status.apps), bound_of(max_backlog))
         finally:
             system_status.close()
     except PersistenceError as error:
@@ -557,9 +599,9 @@ def status(as_json: bool, stuck_after: float, data_dir: str | None = None) -> in
             "init-db run?"
         )
     if as_json:
-        print(json.dumps([s.to_json() for s in statuses], indent=2))
+        print(json.dumps(system_json(statuses, backlog), indent=2))
     else:
-        print(format_table(statuses))
+        print(format_table(statuses, backlog))
     return 0 if all(s.is_healthy for s in statuses) else 1  # none stuck or failing
 
 
@@ -731,13 +773,14 @@ def run_command(args: argparse.Namespace, parser: argparse.ArgumentParser) -> in
             allowed_hosts=args.allowed_hosts,
             log_format=args.log_format,
             registration=args.registration,
+            max_backlog=args.max_backlog,
         )
     if args.command == "init-db":
         return init_db()
     if args.command == "worker":
         return run_worker(args.name, args.health_port, args.health_host)
     if args.command == "status":
-        return status(args.json, args.stuck_after, args.data_dir)
+        return status(args.json, args.stuck_after, args.data_dir, args.max_backlog)
     if args.command == "rebuild-read-model":
         return rebuild_read_model(args.dry_run, args.data_dir)
     if args.command == "users":

@@ -178,3 +178,13 @@ class UserNotFoundError(LookupError):
 
 class InvalidCursorError(ValueError):
     """A page cursor is not one this server gave (HTTP 422)."""
+
+
+class BusyError(Exception):
+    """Too many commands wait to be processed: a money request is refused (503)."""
+
+    def __init__(self, retry_after: int) -> None:
+        """Records how many seconds the client should wait."""
+        unit = "second" if retry_after == 1 else "seconds"
+        super().__init__(f"The bank is busy: try again in {retry_after} {unit}")
+        self.retry_after = retry_after

@@ -152,6 +152,12 @@ SETTINGS: tuple[Setting, ...] = (
         option="--health-host",
     ),
     Setting(
+        "BANKACCOUNTS_MAX_BACKLOG",
+        "a number of commands, 0 or more (0: no bound)",
+        _non_negative_int,
+        "--max-backlog",
+    ),
+    Setting(
         "BANKACCOUNTS_CATCH_UP_INTERVAL",
         "seconds above 0",
         _positive_float,

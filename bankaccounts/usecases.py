@@ -13,6 +13,12 @@ the read model's views, never aggregates. The rules of who may do what:
 
 An account's owner never changes, so owners once looked up are remembered (in a
 bounded map), and checking a command costs no database round trip after the first.
+
+A money request is refused with BusyError, before anything is recorded, while the
+backlog of commands waiting for the Sagas has passed its bound (bankaccounts.
+backpressure). A retry of a request already recorded (the same idempotency key) is
+answered all the same: it records nothing, so it adds nothing to the backlog, and
+its client learns the transaction id it is waiting for.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotEmptyError,
     AccountNotFoundError,
+    BusyError,
     ForbiddenError,
 )
 from bankaccounts.metrics import COMMANDS_RECORDED
@@ -37,6 +44,7 @@ if TYPE_CHECKING:
     from uuid import UUID
 
     from bankaccounts.accountapplication import AccountApplication
+    from bankaccounts.backpressure import Backpressure
     from bankaccounts.domainmodel import BankAccount, UserRef
     from bankaccounts.readmodel import (
         AccountSort,
@@ -153,9 +161,12 @@ class State:
 class Banking:
     """The use cases, each taking the acting user first; authorization lives here."""
 
-    def __init__(self, bank: BankPort) -> None:
-        """Serves the users of this bank."""
+    def __init__(
+        self, bank: BankPort, backpressure: Backpressure | None = None
+    ) -> None:
+        """Serves the users of this bank; backpressure refuses money when busy."""
         self.bank = bank
+        self.backpressure = backpressure
         self._owners: dict[UUID, UserRef | None] = {}
 
     @property
@@ -274,6 +285,7 @@ class Banking:
     ) -> UUID:
         """Records a deposit into one of the actor's accounts; its transaction id."""
         self._check_account(actor, account_id)
+        self._check_not_busy(actor, idempotency_key)
         transaction_id = self.bank.commands.deposit_funds(
             account_id, amount, idempotency_key, initiated_by=actor.ref
         )
@@ -289,6 +301,7 @@ class Banking:
     ) -> UUID:
         """Records a withdrawal from one of the actor's accounts."""
         self._check_account(actor, account_id)
+        self._check_not_busy(actor, idempotency_key)
         transaction_id = self.bank.commands.withdraw_funds(
             account_id, amount, idempotency_key, initiated_by=actor.ref
         )
@@ -306,6 +319,7 @@ class Banking:
         """Records a transfer from one of the actor's accounts to any account."""
         self._check_account(actor, debit_account_id)
         self._owner(credit_account_id)  # it exists (a closed one refunds the debit)
+        self._check_not_busy(actor, idempotency_key)
         transaction_id = self.bank.commands.transfer_funds(
             debit_account_id,
             credit_account_id,
@@ -315,6 +329,17 @@ class Banking:
         )
         COMMANDS_RECORDED.labels("transfer").inc()
         return transaction_id
+
+    def _check_not_busy(self, actor: Actor, idempotency_key: str | None) -> None:
+        """BusyError if the backlog has passed its bound, unless this is a retry."""
+        if self.backpressure is None:
+            return
+        try:
+            self.backpressure.check()
+        except BusyError:
+            # Read only when busy: a retry of a recorded request adds nothing.
+            if idempotency_key is None or not self.is_recorded(actor, idempotency_key):
+                raise
 
     def is_recorded(self, actor: Actor, idempotency_key: str) -> bool:
         """True if the actor made a request with this idempotency key before."""

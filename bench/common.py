@@ -31,6 +31,8 @@ BENCHMARKS = (
     "rebuild",
     "memory",
     "statement",
+    "load",
+    "pipeline",
 )
 STORE_LABELS = {
     "popo": "POPO",

@@ -11,6 +11,7 @@ from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunn
 
 from bankaccounts.deploy.catchup import CatchUp, interval_from_environment
 from bankaccounts.deploy.readiness import DatabaseCheck
+from bankaccounts.deploy.runner import PipelineRunner
 from bankaccounts.deploy.status import read_statuses
 from bankaccounts.infrastructure import sqlite_env
 from bankaccounts.system.accounts import Accounts
@@ -42,10 +43,13 @@ def _ray_runner(system: BankAccountSystem, env: Mapping[str, str]) -> Runner[Any
 
 # Runner classes, or factories of runners with the same arguments.
 RUNNERS: dict[str, Callable[[BankAccountSystem, Mapping[str, str]], Runner[Any]]] = {
+    "pipeline": PipelineRunner,
     "single": SingleThreadedRunner,
     "multi": MultiThreadedRunner,
     "ray": _ray_runner,
 }
+#: The embedded server's runner (`serve --runner`, BANKACCOUNTS_RUNNER).
+DEFAULT_RUNNER = "pipeline"
 APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
 #: The application of users and tokens: next to the system, not part of it.
 USERS_NAME = Users.name

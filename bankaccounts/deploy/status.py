@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import Application
 
+    from bankaccounts.backpressure import Backlog
     from bankaccounts.system.followers import FollowerFailure
 
 #: Lag is counted up to this many notifications; beyond it, it shows as "10000+".
@@ -216,8 +217,19 @@ def count_after(recorder: Any, position: int, topics: tuple[str, ...]) -> int:
     return min(count, LAG_COUNT_LIMIT)
 
 
-def format_table(statuses: list[FollowerStatus]) -> str:
-    """The statuses as an aligned text table."""
+def system_json(
+    statuses: list[FollowerStatus], backlog: Backlog | None
+) -> dict[str, Any]:
+    """`status --json` and GET /api/system: health, followers, backlog and bound."""
+    return {
+        "healthy": all(s.is_healthy for s in statuses),
+        "followers": [s.to_json() for s in statuses],
+        "backlog": None if backlog is None else backlog.to_json(),
+    }
+
+
+def format_table(statuses: list[FollowerStatus], backlog: Backlog | None = None) -> str:
+    """The statuses as an aligned text table (then the backlog, failures, workers)."""
     header = ("FOLLOWER", "UPSTREAM", "POSITION", "LATEST", "LAG", "STATE")
     rows = [header]
     rows.extend(
@@ -233,7 +245,8 @@ def format_table(statuses: list[FollowerStatus]) -> str:
         for s in statuses
         if (f := s.failure) is not None
     ]
-    return "\n".join([table, *failing, *format_workers(statuses)])
+    shown = [] if backlog is None else [backlog.describe()]
+    return "\n".join([table, *shown, *failing, *format_workers(statuses)])
 
 
 def format_workers(statuses: list[FollowerStatus]) -> list[str]:

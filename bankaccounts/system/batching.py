@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
+from eventsourcing.domain import MetaAggregate
 from eventsourcing.persistence import ConnectionPoolClosedError, PersistenceError
 from eventsourcing.popo import POPOFactory
 from eventsourcing.postgres import PostgresFactory
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
-    from eventsourcing.persistence import Tracking
+    from eventsourcing.persistence import Notification, Tracking
 
 Job = tuple["DomainEventProtocol[UUID]", "Tracking"]
 
@@ -45,6 +46,25 @@ def _is_mysql_factory(factory: object) -> bool:
     from bankaccounts.mysql import MySQLFactory
 
     return isinstance(factory, MySQLFactory)
+
+
+class PageProcessingEvent(ProcessingEvent[UUID]):
+    """The library's processing event, collecting the bank's aggregates faster.
+
+    The library tells aggregates from events with runtime-checkable protocols,
+    whose isinstance checks cost about a tenth of a page's processing on Python
+    3.11; the bank's aggregates and events are of the library's concrete classes.
+    """
+
+    def collect_events(self, *objs: Any, **kwargs: Any) -> None:
+        """Collects pending domain events from the given aggregates (or events)."""
+        for obj in objs:
+            if type(obj).__class__ is MetaAggregate:  # an Aggregate subclass
+                self.events.extend(obj.collect_events())
+                self.aggregates[obj.id] = obj
+            elif obj is not None:
+                super().collect_events(obj)
+        self.saved_kwargs.update(kwargs)
 
 
 class UnprocessableEventError(Exception):
@@ -81,6 +101,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     pull_section_size = PAGE_SIZE
     recorder: FollowerRecorder
     _failing: dict[str, int] | None = None  # see _failures_on_record
+    #: Per upstream, the position this instance recorded last (see remember_positions).
+    _positions: dict[str, int | None] | None = None
     #: The recorder of each store; the read model's application names its own.
     popo_recorder: ClassVar[type[POPOFollowerRecorder]] = POPOFollowerRecorder
     sqlite_recorder: ClassVar[type[SQLiteFollowerRecorder]] = SQLiteFollowerRecorder
@@ -140,35 +162,100 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         """
         try:
             self._pull_and_process(leader_name, start, stop)
-        except UnprocessableEventError as error:
+        except BaseException as error:
+            self.forget_position(leader_name)
+            if not isinstance(error, Exception):
+                raise
+            self._log_failure(leader_name, error)
+
+    def _log_failure(self, leader_name: str, error: Exception) -> None:
+        if isinstance(error, UnprocessableEventError):
             logger.error("%s", error)  # the cause was logged with its traceback
             self.note_failure(
                 error.upstream, error.position, error.event, error.__cause__ or error
             )
-        except Exception:
-            # The runner prompts again (on new events and at every catch-up), and
-            # the follower resumes from its tracking position: nothing is skipped.
-            logger.exception(
-                "%s: following %s failed; it resumes from its position when "
-                "prompted again",
-                self.name,
-                leader_name,
-            )
+            return
+        # The runner prompts again (on new events and at every catch-up), and
+        # the follower resumes from its tracking position: nothing is skipped.
+        logger.error(
+            "%s: following %s failed; it resumes from its position when prompted again",
+            self.name,
+            leader_name,
+            exc_info=error,
+        )
 
     def _pull_and_process(
         self, leader_name: str, start: int | None, stop: int | None
     ) -> None:
         if start is None:
-            start = self.recorder.max_tracking_id(leader_name)
+            start = self.recorded_position(leader_name)
         for notifications in self.pull_notifications(
             leader_name, start=start, stop=stop, inclusive_of_start=False
         ):
-            jobs = self.convert_notifications(
-                leader_name, self.filter_received_notifications(notifications)
+            self._process_notifications(leader_name, notifications)
+
+    def remember_positions(self) -> None:
+        """Remembers the position it records in each upstream, instead of asking.
+
+        For a runner that is the only one to process this follower's events (one
+        process per data directory, one thread per follower): a pull then costs no
+        query for the position. Should another writer have recorded further after
+        all, its page is refused (the page guard, the library's tracking), the
+        position is forgotten and read again, so nothing is processed twice.
+        """
+        self._positions = {}
+
+    def recorded_position(self, leader_name: str) -> int | None:
+        """The position recorded in the upstream: remembered, or read."""
+        positions = self._positions
+        if positions is not None and leader_name in positions:
+            return positions[leader_name]
+        position = self.recorder.max_tracking_id(leader_name)
+        if positions is not None:
+            positions[leader_name] = position
+        return position
+
+    def forget_position(self, leader_name: str) -> None:
+        """Reads the position again at the next pull (after any failure)."""
+        if self._positions is not None:
+            self._positions.pop(leader_name, None)
+
+    def process_next_page(self, leader_name: str) -> bool:
+        """Pulls and processes one page of the upstream; True if more may wait.
+
+        Fails as pull_and_process does (logged, not raised; the position is read
+        again at the next pull). A runner that calls it in turn for each prompted
+        upstream keeps one busy upstream from holding up the others.
+        """
+        try:
+            start = self.recorded_position(leader_name)
+            notifications = next(
+                self.pull_notifications(
+                    leader_name, start=start, inclusive_of_start=False
+                ),
+                [],
             )
-            if jobs:
-                self.process_events(jobs)
-                self.note_progress(leader_name, jobs[-1][1].notification_id)
+            self._process_notifications(leader_name, notifications)
+        except BaseException as error:
+            self.forget_position(leader_name)
+            if not isinstance(error, Exception):
+                raise
+            self._log_failure(leader_name, error)
+            return False
+        return len(notifications) >= self.pull_section_size
+
+    def _process_notifications(
+        self, leader_name: str, notifications: Sequence[Notification]
+    ) -> None:
+        jobs = self.convert_notifications(
+            leader_name, self.filter_received_notifications(notifications)
+        )
+        if jobs:
+            self.process_events(jobs)
+            position = jobs[-1][1].notification_id
+            if self._positions is not None:
+                self._positions[leader_name] = position
+            self.note_progress(leader_name, position)
 
     def note_failure(
         self, upstream: str, position: int, event: str, cause: BaseException
@@ -273,7 +360,7 @@ class BatchProcessApplication(ProcessApplication[UUID]):
                 tracking.notification_id,
                 type(domain_event).__qualname__,
             ) from error
-        processing_event = ProcessingEvent[UUID](tracking=tracking)
+        processing_event = PageProcessingEvent(tracking=tracking)
         processing_event.collect_events(*aggregates)
         with self.processing_lock:
             recordings = self._record(processing_event)
@@ -281,7 +368,7 @@ class BatchProcessApplication(ProcessApplication[UUID]):
 
     def _process_page(self, jobs: Sequence[Job]) -> None:
         with self.processing_lock:
-            processing_event = ProcessingEvent[UUID](tracking=jobs[-1][1])
+            processing_event = PageProcessingEvent(tracking=jobs[-1][1])
             if len(jobs) > 1:
                 # The first event's tracking too: the page is refused if another
                 # instance has recorded any of it (see followers.py).

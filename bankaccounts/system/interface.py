@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.utils import get_topic
@@ -50,6 +51,9 @@ if TYPE_CHECKING:
     from bankaccounts.readmodel import EntryKind, TransactionKind, TransactionStatus
 
 logger = logging.getLogger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 SAGA_KINDS: dict[type[Saga], TransactionKind] = {
     DepositFundsSaga: "deposit",
@@ -104,6 +108,12 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             self.view.check_schema()
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self._listeners_lock = threading.Lock()
+        self._rows: RecordedRows | None = None
+
+    def remember_positions(self) -> None:
+        """Remembers its positions, and the rows it recorded last (RecordedRows)."""
+        super().remember_positions()
+        self._rows = RecordedRows()
 
     @property
     def view(self) -> ReadModelRecorder:
@@ -125,8 +135,18 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         return remove
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
-        recordings = super()._record(processing_event)
         changes: ViewChanges | None = processing_event.saved_kwargs.get("view_changes")
+        rows = self._rows
+        if rows is not None:
+            try:
+                recordings = super()._record(processing_event)
+            except BaseException:
+                rows.clear()  # committed or not: read the view again
+                raise
+            if changes:
+                rows.update(changes)
+        else:
+            recordings = super()._record(processing_event)
         if changes and changes.feed:
             with self._listeners_lock:
                 listeners = list(self._listeners)
@@ -422,14 +442,86 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     ) -> AccountView | None:
         changes = _pending_changes(processing_event)
         pending = changes.get_account(account_id) if changes else None
-        return pending or self.view.get_account(account_id)
+        if pending is not None:
+            return pending
+        rows = self._rows
+        if rows is None:
+            return self.view.get_account(account_id)
+        account = rows.accounts.get(account_id)
+        if account is None:
+            account = self.view.get_account(account_id)
+            if account is not None:
+                rows.accounts.put(account_id, account)
+        return account
 
     def _get_transaction(
         self, processing_event: ProcessingEvent[UUID], transaction_id: UUID
     ) -> TransactionView | None:
         changes = _pending_changes(processing_event)
         pending = changes.get_transaction(transaction_id) if changes else None
-        return pending or self.view.get_transaction(transaction_id)
+        if pending is not None:
+            return pending
+        rows = self._rows
+        known = None if rows is None else rows.transactions.get(transaction_id)
+        return known or self.view.get_transaction(transaction_id)
+
+
+#: How many accounts and transactions RecordedRows keeps.
+RECORDED_ROWS = 10_000
+
+
+class LRU(Generic[K, V]):
+    """A bounded mapping that forgets the least recently used key first."""
+
+    def __init__(self, size: int) -> None:
+        """Keeps up to size keys."""
+        self.size = size
+        self._items: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        """The value, or None."""
+        value = self._items.get(key)
+        if value is not None:
+            self._items.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Keeps the value, forgetting the oldest key if full."""
+        self._items[key] = value
+        self._items.move_to_end(key)
+        if len(self._items) > self.size:
+            self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        """Forgets everything."""
+        self._items.clear()
+
+
+class RecordedRows:
+    """The account and transaction rows the interface recorded last, as it wrote
+    them, so the next events read them from memory rather than from the view.
+
+    Kept only by an interface that is the view's one writer (remember_positions):
+    rows are put after their commit, and everything is forgotten when a write
+    fails. The view stays the truth; this saves a read transaction per row.
+    """
+
+    def __init__(self, size: int = RECORDED_ROWS) -> None:
+        """Empty; up to size rows of each kind."""
+        self.accounts: LRU[UUID, AccountView] = LRU(size)
+        self.transactions: LRU[UUID, TransactionView] = LRU(size)
+
+    def update(self, changes: ViewChanges) -> None:
+        """Keeps the rows of committed changes."""
+        for account in changes.accounts:
+            self.accounts.put(account.id, account)
+        for transaction in changes.transactions:
+            self.transactions.put(transaction.id, transaction)
+
+    def clear(self) -> None:
+        """Forgets every row."""
+        self.accounts.clear()
+        self.transactions.clear()
 
 
 def _pending_changes(processing_event: ProcessingEvent[UUID]) -> ViewChanges | None:

@@ -203,6 +203,18 @@ COMMAND_ANSWERS: dict[int | str, dict[str, Any]] = {
         "model": ErrorOut,
         "description": "The Idempotency-Key was used for a different request",
     },
+    503: {
+        "model": ErrorOut,
+        "description": "The bank is busy (too many requests wait to be processed): "
+        "nothing was recorded; try again after the Retry-After header's seconds. "
+        "A retry with the Idempotency-Key of a recorded request is answered",
+        "headers": {
+            "Retry-After": {
+                "description": "Seconds to wait before trying again (1 or more)",
+                "schema": {"type": "integer"},
+            }
+        },
+    },
 }
 
 

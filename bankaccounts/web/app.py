@@ -14,11 +14,13 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
+from bankaccounts.backpressure import DEFAULT_MAX_BACKLOG, Backpressure, bound_of
 from bankaccounts.exceptions import (
     AccountClosedError,
     AccountNotEmptyError,
     AccountNotFoundError,
     AuthenticationError,
+    BusyError,
     CommandConflictError,
     ForbiddenError,
     InvalidAccountIdError,
@@ -79,6 +81,8 @@ ALLOWED_HOSTS_VARIABLE = "BANKACCOUNTS_ALLOWED_HOSTS"
 #: ... and of its registration (open or closed) and the address it listens on.
 REGISTRATION_VARIABLE = "BANKACCOUNTS_REGISTRATION"
 HOST_VARIABLE = "BANKACCOUNTS_HOST"
+#: ... and of the backlog's bound (0: none).
+MAX_BACKLOG_VARIABLE = "BANKACCOUNTS_MAX_BACKLOG"
 
 
 def create_app(
@@ -89,6 +93,7 @@ def create_app(
     allowed_hosts: Sequence[str] | None = None,
     registration: Registration = "open",
     founder_may_sign_up: bool = True,
+    max_backlog: int | None = DEFAULT_MAX_BACKLOG,
 ) -> FastAPI:
     """Builds the web application around a bank (started and stopped with the app).
 
@@ -97,6 +102,8 @@ def create_app(
     registration "closed": only signed-in staff may add users. founder_may_sign_up:
     the bank's first user to sign up becomes staff (a server listening on a
     loopback address only; elsewhere staff come from `bankaccounts users`).
+    max_backlog: money requests are answered 503 while this many commands wait
+    for the Sagas (0 or None: no bound; see bankaccounts.backpressure).
     """
     if registration not in ("open", "closed"):
         msg = f"registration must be open or closed, not {registration!r}"
@@ -112,7 +119,9 @@ def create_app(
         remove_listener = bank.add_feed_listener(hub.receive)
         unwatch = watch_applications(bank.applications)
         app.state.bank = bank
-        app.state.banking = Banking(bank)
+        backpressure = Backpressure(bank.applications, bound_of(max_backlog))
+        app.state.backpressure = backpressure
+        app.state.banking = Banking(bank, backpressure)
         app.state.hub = hub
         try:
             yield
@@ -179,6 +188,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, _validation_error_handler)
     app.add_exception_handler(AuthenticationError, _authentication_error_handler)
     app.add_exception_handler(SignInThrottledError, _throttled_handler)
+    app.add_exception_handler(BusyError, _busy_handler)
     return app
 
 
@@ -241,6 +251,16 @@ async def _throttled_handler(_: Request, error: Exception) -> JSONResponse:
     )
 
 
+async def _busy_handler(_: Request, error: Exception) -> JSONResponse:
+    """503 with Retry-After: too many commands wait; nothing was recorded."""
+    assert isinstance(error, BusyError)
+    return JSONResponse(
+        {"detail": str(error)},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(error.retry_after)},
+    )
+
+
 async def _validation_error_handler(_: Request, error: Exception) -> JSONResponse:
     """422 naming each bad field and why, without echoing the input (may be NaN)."""
     assert isinstance(error, RequestValidationError)
@@ -269,7 +289,8 @@ def create_distributed_app() -> FastAPI:
     The factory that `bankaccounts serve --distributed --workers N` gives uvicorn;
     BANKACCOUNTS_ALLOWED_HOSTS (comma-separated) adds host names to the loopback ones,
     BANKACCOUNTS_REGISTRATION is open or closed, and the first user to sign up is
-    staff only if BANKACCOUNTS_HOST (the address listened on) is a loopback one.
+    staff only if BANKACCOUNTS_HOST (the address listened on) is a loopback one;
+    BANKACCOUNTS_MAX_BACKLOG bounds the commands waiting for the Sagas worker.
     """
     import os
 
@@ -280,12 +301,27 @@ def create_distributed_app() -> FastAPI:
         msg = f"{REGISTRATION_VARIABLE} must be open or closed, not {registration!r}"
         raise ValueError(msg)
     host = (os.environ.get(HOST_VARIABLE) or "").strip() or "127.0.0.1"
+    max_backlog = max_backlog_from(os.environ.get(MAX_BACKLOG_VARIABLE))
     return create_app(
         DistributedBank(dict(os.environ)),
         allowed_hosts=allowed_hosts_from(os.environ.get(ALLOWED_HOSTS_VARIABLE)),
         registration=cast("Registration", registration),
         founder_may_sign_up=is_loopback_host(host),
+        max_backlog=max_backlog,
     )
+
+
+def max_backlog_from(value: str | None) -> int:
+    """The bound in BANKACCOUNTS_MAX_BACKLOG (0: none), or the default if unset.
+
+    A bad value raises ConfigurationError (a ValueError), in the settings' words.
+    """
+    from bankaccounts.settings import check_environment
+
+    values = check_environment({MAX_BACKLOG_VARIABLE: value or ""})
+    bound = values.get(MAX_BACKLOG_VARIABLE, DEFAULT_MAX_BACKLOG)
+    assert isinstance(bound, int)
+    return bound
 
 
 def allowed_hosts_from(value: str | None) -> list[str]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
+from bankaccounts.backpressure import Backpressure
+from bankaccounts.deploy.status import system_json
 from bankaccounts.usecases import require_staff
 from bankaccounts.web.api import BankDep
 from bankaccounts.web.auth import ActorDep
@@ -14,16 +16,16 @@ router = APIRouter(prefix="/api", tags=["system"])
 
 
 @router.get("/system")
-def get_system(actor: ActorDep, bank: BankDep) -> dict[str, Any]:
-    """Each follower's position, lag, state and failure in each of its upstreams.
+def get_system(actor: ActorDep, bank: BankDep, request: Request) -> dict[str, Any]:
+    """Each follower's position, lag, state and failure; the backlog and its bound.
 
     The same as `bankaccounts status --json`: `healthy` is false while a follower
-    keeps failing on an event (its `failure` says which, where and why). Staff
-    only (403 for a customer): it shows the whole bank's machinery.
+    keeps failing on an event (its `failure` says which, where and why);
+    `backlog` is `{"commands": N, "bound": M}`, the commands waiting for the
+    Sagas and the number at which money requests are answered 503 (`bound` null:
+    no bound). Staff only (403 for a customer): it shows the whole bank's
+    machinery.
     """
     require_staff(actor, "see the system's state")
-    statuses = bank.follower_statuses()
-    return {
-        "healthy": all(s.is_healthy for s in statuses),
-        "followers": [s.to_json() for s in statuses],
-    }
+    backpressure: Backpressure = request.app.state.backpressure
+    return system_json(bank.follower_statuses(), backpressure.backlog())

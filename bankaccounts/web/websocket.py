@@ -14,6 +14,10 @@ object or a request that is not valid each get an error reply, recorded nothing,
 and repeat at most a bounded request_id. A message over MAX_MESSAGE_BYTES ends
 the connection with close code 1009 and a reason; uvicorn's ws_max_size (the
 server's setting) refuses larger ones the same way before they reach the app.
+
+While the bank is busy (too many commands wait: bankaccounts.backpressure), a
+request is refused, recording nothing, with an error reply that says when to try
+again, in words and as "retry_after" seconds, as REST's 503 does with Retry-After.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from bankaccounts.exceptions import (
+    BusyError,
     CommandConflictError,
     ForbiddenError,
     TransactionError,
@@ -304,6 +309,8 @@ async def _handle(banking: Banking, actor: Actor, text: str) -> dict[str, Any]:
         return _error(words, request_id, field)
     try:
         transaction_id = await run_in_threadpool(_record, banking, actor, message)
+    except BusyError as error:
+        return {**_error(str(error), request_id), "retry_after": error.retry_after}
     except (
         TransactionError,
         CommandConflictError,
