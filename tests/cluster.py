@@ -388,7 +388,7 @@ def wait_until_quiet(cluster: Cluster, timeout: float = 120.0) -> str:
         answer = result.stdout + result.stderr
         if result.returncode not in (0, 1) or not result.stdout.strip():
             return False
-        rows = json.loads(result.stdout)["followers"]
+        rows = json.loads(result.stdout)
         return all(
             row["lag"] == 0 and row["state"] in ("up to date", "duplicate")
             for row in rows
@@ -405,7 +405,7 @@ def follower_states(cluster: Cluster) -> tuple[int, dict[str, str], list[Any]]:
     """`status --json`: its exit status, each follower's state, and the workers."""
     result = cluster.cli("status", "--json", "--stuck-after", "0")
     assert result.stdout.strip(), result.stderr
-    rows = json.loads(result.stdout)["followers"]
+    rows = json.loads(result.stdout)
     states = {row["follower"]: row["state"] for row in rows}
     workers = {w["id"]: w for row in rows for w in row["workers"] or ()}
     return result.returncode, states, list(workers.values())

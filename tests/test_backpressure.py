@@ -190,9 +190,8 @@ def test_status_shows_the_backlog_and_the_bound(
 
     common = ["--data-dir", str(data_dir), "--stuck-after", "0"]
     main(["status", "--json", "--max-backlog", str(BOUND), *common])
-    shown = json.loads(capsys.readouterr().out)
-    assert shown["backlog"] == {"commands": BOUND, "bound": BOUND}
-    assert [f["follower"] for f in shown["followers"]] == [
+    shown = json.loads(capsys.readouterr().out)  # a list of followers, as always
+    assert [f["follower"] for f in shown] == [
         f["follower"] for f in answer["followers"]
     ]
     main(["status", "--max-backlog", "0", *common])
@@ -303,11 +302,13 @@ def test_a_distributed_web_process_refuses_while_the_sagas_worker_is_stopped(
 
     wait_for(refused, 30, "the web process never refused")
     assert accepted >= BOUND
-    result = cluster.cli("status", "--json", "--max-backlog", str(BOUND))
-    backlog = json.loads(result.stdout)["backlog"]
-    assert backlog == {"commands": accepted, "bound": BOUND}
+    result = cluster.cli("status", "--max-backlog", str(BOUND))
+    assert (
+        f"Backlog: {accepted} commands waiting for the Sagas, bound {BOUND}"
+        in result.stdout
+    )
     status, system_answer = staff.request("GET", "/api/system")
-    assert system_answer["backlog"] == backlog
+    assert system_answer["backlog"] == {"commands": accepted, "bound": BOUND}
 
     cluster.start("sagas")
     wait_for(

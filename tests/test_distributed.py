@@ -306,7 +306,7 @@ def test_sigterm_stops_a_worker_cleanly_and_status_reports_its_lag(
     assert balance(web, alice) == Decimal("13.00")
     result = cluster.cli("status", "--json")
     assert result.returncode == 0
-    rows = json.loads(result.stdout)["followers"]
+    rows = json.loads(result.stdout)
     assert {(r["follower"], r["upstream"]) for r in rows} == {
         ("Sagas", "Commands"),
         ("Sagas", "Accounts"),

@@ -220,7 +220,7 @@ def count_after(recorder: Any, position: int, topics: tuple[str, ...]) -> int:
 def system_json(
     statuses: list[FollowerStatus], backlog: Backlog | None
 ) -> dict[str, Any]:
-    """`status --json` and GET /api/system: health, followers, backlog and bound."""
+    """GET /api/system: health, followers, backlog and bound."""
     return {
         "healthy": all(s.is_healthy for s in statuses),
         "followers": [s.to_json() for s in statuses],
