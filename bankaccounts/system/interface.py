@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, cast
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.utils import get_topic
 
-from bankaccounts.domainmodel import BankAccount
+from bankaccounts.domainmodel import OPENED_TOPIC, BankAccount
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.readmodel import (
     AccountRef,
@@ -60,7 +60,7 @@ SAGA_KINDS: dict[type[Saga], TransactionKind] = {
 
 def _topics() -> tuple[str, ...]:
     account_events = [
-        BankAccount.Opened,
+        BankAccount.Created,
         BankAccount.TransactionAppended,
         BankAccount.ErrorRecorded,
         BankAccount.OverdraftLimitSet,
@@ -73,7 +73,8 @@ def _topics() -> tuple[str, ...]:
         Saga.Errored,  # type: ignore[attr-defined]
         AbortedTransaction.Recorded,
     ]
-    return tuple(get_topic(cls) for cls in [*account_events, *saga_events])
+    topics = [get_topic(cls) for cls in [*account_events, *saga_events]]
+    return (*topics, OPENED_TOPIC)  # accounts opened before Created was so named
 
 
 class InterfaceApplication(BankApplication, BatchProcessApplication):
@@ -153,7 +154,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     ) -> None:
         """Ignores other events."""
 
-    @policy.register(BankAccount.Opened)
+    @policy.register(BankAccount.Created)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         account = AccountView(
             id=domain_event.originator_id,
@@ -172,7 +173,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     @policy.register(BankAccount.TransactionAppended)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         account = self._get_account(processing_event, domain_event.originator_id)
-        if account is None:  # pragma: no cover (Opened always comes first)
+        if account is None:  # pragma: no cover (Created always comes first)
             return
         amount: Decimal = domain_event.amount
         account = replace(
@@ -301,7 +302,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         **data: Any,
     ) -> None:
         account = self._get_account(processing_event, domain_event.originator_id)
-        if account is None:  # pragma: no cover (Opened always comes first)
+        if account is None:  # pragma: no cover (Created always comes first)
             return
         account = replace(
             account, **changes(account), updated_at=domain_event.timestamp
