@@ -14,6 +14,7 @@ const parts = {
   title: byTestId("statement-title"),
   number: byTestId("statement-number"),
   close: byTestId("statement-close"),
+  events: byTestId("statement-events"),
   filter: byTestId("statement-filter"),
   from: byTestId("statement-from"),
   to: byTestId("statement-to"),
@@ -80,6 +81,7 @@ function row(entry) {
   time.dateTime = entry.at;
   time.textContent = fullTime(entry.at);
   byTestId("entry-description", item).textContent = describe(entry);
+  byTestId("entry-journey", item).href = `/explorer/transactions/${encodeURIComponent(entry.transaction_id)}`;
   byTestId("entry-by", item).textContent = entry.initiated_by?.username ?? "—";
   const amount = toCents(entry.amount);
   const amountCell = byTestId("entry-amount", item);
@@ -174,6 +176,7 @@ export function openStatement(account, viewer, label) {
   parts.count.textContent = "";
   parts.more.hidden = true;
   updateCsvLink();
+  parts.events.href = `/explorer/accounts/${encodeURIComponent(account.id)}`;
   if (!parts.dialog.open) parts.dialog.showModal();
   load({ first: true });
 }
