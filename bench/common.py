@@ -31,6 +31,7 @@ BENCHMARKS = (
     "rebuild",
     "memory",
     "statement",
+    "timetravel",
 )
 STORE_LABELS = {
     "popo": "POPO",
