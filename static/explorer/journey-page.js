@@ -35,7 +35,8 @@ function render(steps) {
   const now = steps.map((step) => `${step.application}:${step.position}:${step.type}`).join("|");
   if (now === signature) return false;
   signature = now;
-  parts.scroll.replaceChildren(drawJourney(steps));
+  parts.card.hidden = false;
+  parts.scroll.replaceChildren(drawJourney(steps, { minWidth: parts.scroll.clientWidth }));
   parts.stepsBox.replaceChildren(stepsList(steps));
   const lanes = new Set(steps.map((step) => laneOf(step.application)));
   parts.count.textContent = `${steps.length} ${steps.length === 1 ? "step" : "steps"} in ${lanes.size} ${lanes.size === 1 ? "application" : "applications"}`;

@@ -53,6 +53,11 @@ export function stepName(step) {
   return step.aggregate ? `${step.aggregate}.${step.type}` : step.type;
 }
 
+function aggregateText(step, x, y) {
+  const text = step.aggregate ?? (step.position != null ? `feed #${step.position}` : "");
+  return svg("text", { x, y: y + 14, class: "journey__aggregate", ...squeezed(text, 17, NODE_WIDTH - 14) }, fitted(text, 26));
+}
+
 /** A long name drawn narrower, to fit its box (SVG's textLength). */
 function squeezed(text, over, width) {
   return text.length > over ? { textLength: width, lengthAdjust: "spacingAndGlyphs" } : {};
@@ -66,13 +71,13 @@ function fitted(text, max) {
  * The swim-lane diagram of a timeline's steps, as an <svg>; `href(index)` gives
  * the address each node links to (null: none).
  */
-export function drawJourney(steps, { href = (index) => `#step-${index + 1}`, id = "journey" } = {}) {
+export function drawJourney(steps, { href = (index) => `#step-${index + 1}`, id = "journey", minWidth = 0 } = {}) {
   const lanes = [...LANES];
   for (const step of steps) {
     const lane = laneOf(step.application);
     if (!lanes.includes(lane)) lanes.push(lane);
   }
-  const width = LABEL_WIDTH + Math.max(steps.length, 1) * COLUMN + PAD_RIGHT;
+  const width = Math.max(LABEL_WIDTH + Math.max(steps.length, 1) * COLUMN + PAD_RIGHT, Math.floor(minWidth));
   const height = TOP + lanes.length * LANE_HEIGHT + 8;
   const laneY = (lane) => TOP + lanes.indexOf(lane) * LANE_HEIGHT;
   const centre = (index) => ({
@@ -161,8 +166,8 @@ export function drawJourney(steps, { href = (index) => `#step-${index + 1}`, id 
       svg("rect", { x: x - NODE_WIDTH / 2, y: y - NODE_HEIGHT / 2, width: NODE_WIDTH, height: NODE_HEIGHT, rx: 10, class: "journey__box" }),
       svg("circle", { cx: x - NODE_WIDTH / 2 + 2, cy: y - NODE_HEIGHT / 2 + 2, r: 9, class: "journey__number" }),
       svg("text", { x: x - NODE_WIDTH / 2 + 2, y: y - NODE_HEIGHT / 2 + 6, class: "journey__number-text" }, String(index + 1)),
-      svg("text", { x, y: y - 3, class: "journey__type", ...squeezed(name, 15, NODE_WIDTH - 14) }, fitted(name, 24)),
-      svg("text", { x, y: y + 14, class: "journey__aggregate" }, fitted(step.aggregate ?? (step.position != null ? `feed #${step.position}` : ""), 19)),
+      svg("text", { x, y: y - 3, class: "journey__type", ...squeezed(name, 13, NODE_WIDTH - 14) }, fitted(name, 24)),
+      aggregateText(step, x, y),
     );
     const target = href(index);
     root.append(target ? svg("a", { href: target, class: "journey__link" }, node) : node);

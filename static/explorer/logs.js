@@ -24,9 +24,10 @@ const parts = {
   empty: byTestId("log-empty"),
   first: byTestId("log-first"),
   next: byTestId("log-next"),
+  previous: byTestId("log-previous"),
 };
 
-const state = { next: null, lastId: 0, shown: 0, query: 0, stopTail: null };
+const state = { next: null, pages: [], lastId: 0, shown: 0, query: 0, stopTail: null };
 
 function filters() {
   const params = new URLSearchParams();
@@ -82,7 +83,9 @@ function item(notification) {
 
 function renderFoot() {
   parts.empty.hidden = state.shown > 0;
-  parts.next.hidden = !state.next || parts.tail.getAttribute("aria-pressed") === "true";
+  const tailing = parts.tail.getAttribute("aria-pressed") === "true";
+  parts.next.hidden = !state.next || tailing;
+  parts.previous.hidden = state.pages.length < 2 || tailing;
   parts.heading.textContent = `${parts.app.value}'s notifications`;
   parts.count.textContent = state.shown ? `${state.shown} shown, ids #${parts.list.firstElementChild?.dataset.id} to #${state.lastId}` : "";
 }
@@ -97,7 +100,7 @@ function append(notifications) {
   }
 }
 
-/** Loads a page: from `after` (a new listing) or the next page's address. */
+/** Loads a page in place of the one shown (`fresh`), or after it (tailing). */
 async function load(address, { fresh }) {
   const query = fresh ? ++state.query : state.query;
   parts.form.dataset.loading = "true";
@@ -129,7 +132,8 @@ function show() {
   }
   if (after) params.set("after", after);
   remember();
-  return load(`${base()}?${params}`, { fresh: true });
+  state.pages = [`${base()}?${params}`];
+  return load(state.pages[0], { fresh: true });
 }
 
 async function tailOnce() {
@@ -183,7 +187,14 @@ parts.app.addEventListener("change", () => {
 });
 parts.limit.addEventListener("change", () => show());
 parts.next.addEventListener("click", () => {
-  if (state.next) load(state.next, { fresh: false });
+  if (!state.next) return;
+  state.pages.push(state.next);
+  load(state.next, { fresh: true });
+});
+parts.previous.addEventListener("click", () => {
+  if (state.pages.length < 2) return;
+  state.pages.pop();
+  load(state.pages.at(-1), { fresh: true });
 });
 parts.first.addEventListener("click", () => {
   parts.after.value = "";

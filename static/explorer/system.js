@@ -140,7 +140,9 @@ function render(system) {
     const node = diagram.nodes[name];
     if (node) {
       const max = application.max_notification_id;
-      update(node.max, `max:${name}`, max == null ? "log" : `log at #${max}`);
+      // The Interface records no events of its own: its work is the read model.
+      const text = max == null || (name === "Interface" && !max) ? "no events of its own" : `log at #${max}`;
+      update(node.max, `max:${name}`, text);
       node.group.dataset.max = String(application.max_notification_id ?? 0);
     }
     const upstreams = application.upstreams ?? [];
