@@ -161,6 +161,7 @@ def test_the_events_and_the_state_at_each_version(
     expect(tab.by("state-balance")).to_have_text("0.00")
     expect(tab.by("state-event-type")).to_have_text("Created")
     expect(tab.by("version-prev")).to_be_disabled()
+    expect(tab.by("version-basis")).to_have_text("Rebuilt from 1 event.")
     tab.by("version-next").click()
     expect(tab.by("state-balance")).to_have_text("100.00")
     expect(tab.by("state-event-type")).to_have_text("TransactionAppended")

@@ -142,6 +142,20 @@ function write(parent, value, depth) {
   parent.append(el("span", { class: className ?? "" }, JSON.stringify(value) ?? String(value)));
 }
 
+/**
+ * An event's data folded: a one-line preview that opens to the pretty-printed
+ * JSON (`testid` on the <pre>).
+ */
+export function dataDetails(data, { testid = "event-data", label = "Data" } = {}) {
+  const preview = JSON.stringify(data ?? null);
+  return el(
+    "details",
+    { class: "event__details" },
+    el("summary", {}, el("span", { class: "event__summary-label" }, label), el("code", { class: "event__preview" }, preview)),
+    prettyJson(data, { testid }),
+  );
+}
+
 /** The error in an event's or a step's data, in words; null if none. */
 export function errorOf(data) {
   if (!data || typeof data !== "object") return null;

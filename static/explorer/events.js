@@ -5,7 +5,7 @@
 
 import { api, nextLink, request } from "../api.js";
 import { formatMoney, toCents } from "../money.js";
-import { byTestId, el, errorOf, preciseTime, prettyJson, say } from "./common.js";
+import { byTestId, dataDetails, el, errorOf, preciseTime, prettyJson, say } from "./common.js";
 
 const PAGE_SIZE = 500;
 const LOADED_AT_ONCE = 5000;
@@ -34,6 +34,7 @@ const parts = {
   list: byTestId("events-list"),
   count: byTestId("events-count"),
   more: byTestId("events-more"),
+  basis: byTestId("version-basis"),
   snapshots: byTestId("snapshots"),
   snapshotList: byTestId("snapshots-list"),
   snapshotsEmpty: byTestId("snapshots-empty"),
@@ -44,6 +45,7 @@ const state = {
   next: null, // the next page's address
   version: null, // shown
   states: new Map(), // version -> the account at it
+  snapshots: [], // { version, ... } in version order
   query: 0,
   timer: null,
 };
@@ -89,7 +91,7 @@ function eventItem(event) {
           : null,
       ),
       problem ? el("p", { class: "event__error" }, problem) : null,
-      el("details", { class: "event__details" }, el("summary", {}, "Data"), prettyJson(event.data)),
+      dataDetails(event.data),
     ),
   );
   item.querySelector("button").addEventListener("click", () => show(event.version));
@@ -110,7 +112,7 @@ function snapshotItem(snapshot) {
         el("span", { class: "badge badge--snapshot", testid: "snapshot-badge" }, "Snapshot"),
         el("time", { class: "event__time", datetime: snapshot.timestamp }, preciseTime(snapshot.timestamp)),
       ),
-      el("details", { class: "event__details" }, el("summary", {}, "State"), prettyJson(snapshot.data, { testid: "snapshot-data" })),
+      dataDetails(snapshot.data, { testid: "snapshot-data", label: "State" }),
     ),
   );
 }
@@ -129,6 +131,19 @@ function renderList() {
   parts.slider.min = String(state.events[0]?.version ?? 1);
   parts.travel.hidden = n === 0;
   markSelected();
+  markSnapshots();
+}
+
+function markSnapshots() {
+  const versions = new Set(state.snapshots.map((s) => s.version));
+  for (const item of parts.list.children) {
+    const has = versions.has(Number(item.dataset.version));
+    item.classList.toggle("has-snapshot", has);
+    const head = item.querySelector(".event__head");
+    if (has && !head.querySelector(".badge--snapshot")) {
+      head.append(el("span", { class: "badge badge--snapshot", title: "A snapshot of the state at this version is stored too" }, "Snapshot here"));
+    }
+  }
 }
 
 function markSelected() {
@@ -152,13 +167,34 @@ function show(version, { scroll = false } = {}) {
     button.disabled = back ? chosen <= first : chosen >= last;
   });
   markSelected();
-  if (scroll) parts.list.querySelector(".is-selected")?.scrollIntoView({ block: "nearest" });
+  if (scroll) scrollListTo(parts.list.querySelector(".is-selected"));
+  showBasis(chosen);
   const url = new URL(location.href);
   url.searchParams.set("version", String(chosen));
   history.replaceState(null, "", url);
   const event = state.events.find((e) => e.version === chosen);
   showEvent(event);
   loadState(chosen);
+}
+
+/** Scrolls the list (not the page) to show an item in its middle. */
+function scrollListTo(item) {
+  if (!item) return;
+  const list = parts.list;
+  const top = item.offsetTop - list.clientHeight / 2 + item.offsetHeight / 2;
+  list.scrollTop = Math.max(0, top);
+}
+
+/** What the state at a version is rebuilt from: the nearest snapshot at or below it, and the events after. */
+function showBasis(version) {
+  const snapshot = state.snapshots.filter((s) => s.version <= version).at(-1);
+  const after = version - (snapshot?.version ?? 0);
+  const events = `${after} ${after === 1 ? "event" : "events"}`;
+  parts.basis.textContent = snapshot
+    ? after
+      ? `Rebuilt from the snapshot at version ${snapshot.version} and the ${events} after it.`
+      : `Rebuilt from the snapshot at version ${snapshot.version}.`
+    : `Rebuilt from ${events}${state.snapshots.length ? ", no snapshot below it" : ""}.`;
 }
 
 function showEvent(event) {
@@ -209,6 +245,9 @@ async function loadEvents(path, { upTo = LOADED_AT_ONCE } = {}) {
 async function loadSnapshots() {
   try {
     const snapshots = await api("GET", `${base}/snapshots`);
+    state.snapshots = snapshots;
+    markSnapshots();
+    if (state.version) showBasis(state.version);
     parts.snapshotList.replaceChildren(...snapshots.map(snapshotItem));
     parts.snapshotsEmpty.hidden = snapshots.length > 0;
     parts.snapshots.hidden = false;

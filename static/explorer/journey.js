@@ -5,7 +5,7 @@
 // steps one by one with their data. A failed step says why; a refund's steps are
 // marked as the refund's.
 
-import { errorOf, el, elapsed, isStaff, clockTime, preciseTime, prettyJson, shortId, svg } from "./common.js";
+import { clockTime, dataDetails, el, elapsed, errorOf, isStaff, preciseTime, shortId, svg } from "./common.js";
 
 export const LANES = ["Commands", "Sagas", "Accounts", "Interface"];
 
@@ -272,7 +272,7 @@ export function stepsList(steps, { testid = "journey-steps" } = {}) {
                 ? el("span", {}, `${step.aggregate ?? "transaction"} ${shortId(step.originator_id)}${step.originator_version != null ? ` v${step.originator_version}` : ""}`)
                 : null),
           ),
-          step.data ? el("details", { class: "event__details" }, el("summary", {}, "Data"), prettyJson(step.data, { testid: "step-data" })) : null,
+          step.data ? dataDetails(step.data, { testid: "step-data" }) : null,
         ),
       );
     }),

@@ -3,7 +3,7 @@
 // "Tail live" polls for the ids after the last one shown.
 
 import { api, nextLink, request } from "../api.js";
-import { byTestId, el, preciseTime, prettyJson, say, shortId, whileVisible } from "./common.js";
+import { byTestId, dataDetails, el, preciseTime, say, shortId, whileVisible } from "./common.js";
 
 const TAIL_MS = 1000;
 const MAX_SHOWN = 500;
@@ -76,7 +76,7 @@ function item(notification) {
           : null,
       ),
       el("p", { class: "log__topic" }, notification.topic ?? ""),
-      el("details", { class: "event__details" }, el("summary", {}, "Data"), prettyJson(notification.data)),
+      dataDetails(notification.data),
     ),
   );
 }
@@ -86,7 +86,7 @@ function renderFoot() {
   const tailing = parts.tail.getAttribute("aria-pressed") === "true";
   parts.next.hidden = !state.next || tailing;
   parts.previous.hidden = state.pages.length < 2 || tailing;
-  parts.heading.textContent = `${parts.app.value}'s notifications`;
+  parts.heading.textContent = `Notifications of ${parts.app.value}`;
   parts.count.textContent = state.shown ? `${state.shown} shown, ids #${parts.list.firstElementChild?.dataset.id} to #${state.lastId}` : "";
 }
 
