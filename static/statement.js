@@ -81,7 +81,20 @@ function row(entry) {
   time.dateTime = entry.at;
   time.textContent = fullTime(entry.at);
   byTestId("entry-description", item).textContent = describe(entry);
-  byTestId("entry-journey", item).href = `/explorer/transactions/${encodeURIComponent(entry.transaction_id)}`;
+  const journey = byTestId("entry-journey", item);
+  journey.href = `/explorer/transactions/${encodeURIComponent(entry.transaction_id)}`;
+  if (entry.kind === "refund") {
+    // A refund has an id of its own; its journey is its transfer's, linked once
+    // the transfer's line is shown (refundJourneys).
+    item.dataset.kind = "refund";
+    item.dataset.counterparty = entry.counterparty?.id ?? "";
+    item.dataset.amount = entry.amount;
+    journey.hidden = true;
+  } else if (entry.kind === "transfer") {
+    item.dataset.kind = "transfer";
+    item.dataset.counterparty = entry.counterparty?.id ?? "";
+    item.dataset.amount = entry.amount;
+  }
   byTestId("entry-by", item).textContent = entry.initiated_by?.username ?? "—";
   const amount = toCents(entry.amount);
   const amountCell = byTestId("entry-amount", item);
@@ -93,6 +106,33 @@ function row(entry) {
   balanceCell.textContent = formatCents(balance);
   balanceCell.classList.toggle("is-negative", balance < 0n);
   return item;
+}
+
+/**
+ * Links each refund's line to the journey of the transfer it pays back: the
+ * latest older transfer to the same account of the same amount, not yet taken.
+ */
+function refundJourneys() {
+  const rows = [...parts.rows.children]; // newest first
+  const taken = new Set();
+  rows.forEach((refund, index) => {
+    if (refund.dataset.kind !== "refund") return;
+    const transfer = rows
+      .slice(index + 1)
+      .find(
+        (other) =>
+          other.dataset.kind === "transfer" &&
+          !taken.has(other) &&
+          other.dataset.counterparty === refund.dataset.counterparty &&
+          toCents(other.dataset.amount) === -toCents(refund.dataset.amount),
+      );
+    if (!transfer) return;
+    taken.add(transfer);
+    const link = byTestId("entry-journey", refund);
+    link.setAttribute("href", byTestId("entry-journey", transfer).getAttribute("href"));
+    link.textContent = "Journey of the transfer →";
+    link.hidden = false;
+  });
 }
 
 function showError(message) {
@@ -128,6 +168,7 @@ async function load({ first }) {
       current.shown = 0;
     }
     parts.rows.append(...page.entries.map(row));
+    refundJourneys();
     current.shown += page.entries.length;
     current.cursor = page.next_cursor ?? null;
   } catch (error) {

@@ -285,6 +285,11 @@ def test_the_journey_of_a_refunded_transfer_from_the_statement(
     debit = tab.page.locator(
         f'[data-testid="statement-entry"][data-transaction-id="{answer["transaction_id"]}"]'
     )
+    # The refund's line leads to its transfer's journey too.
+    refund_line = entries.filter(has_text="Refund from")
+    expect(refund_line.get_by_test_id("entry-journey")).to_have_attribute(
+        "href", f"/explorer/transactions/{answer['transaction_id']}"
+    )
     debit.first.get_by_test_id("entry-journey").click()
 
     outcome = tab.by("journey-outcome")
