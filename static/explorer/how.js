@@ -3,7 +3,7 @@
 
 import { api } from "../api.js";
 import { formatMoney } from "../money.js";
-import { byTestId, el, elapsed, errorOf } from "./common.js";
+import { byTestId, el, elapsed, errorOf, me } from "./common.js";
 import { explain, laneOf, stepMark, stepName } from "./journey.js";
 
 const parts = {
@@ -20,7 +20,9 @@ const KINDS = { deposit: "deposit", withdrawal: "withdrawal", transfer: "transfe
 async function start() {
   let transaction;
   try {
-    [transaction] = await api("GET", "/api/transactions?limit=1");
+    // The latest one this user made (staff see everyone's: theirs first, if recent).
+    const recent = await api("GET", "/api/transactions?limit=20");
+    transaction = recent.find((t) => t.initiated_by?.id === me.id) ?? recent[0];
   } catch (error) {
     parts.summary.textContent = error.message;
     return;

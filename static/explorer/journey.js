@@ -207,7 +207,7 @@ export function explain(step, { withError = true } = {}) {
     if (aggregate === "RejectedTransaction") return `No such account${errorOf(data) ? `: ${errorOf(data)}` : ""}.`;
     return `The BankAccount recorded ${step.type}.`;
   }
-  if (lane === "Interface") return `The read model changed and the feed told every viewer (${step.type}).`;
+  if (lane === "Interface") return `The read model changed, and its feed told each viewer who may see it (${step.type}).`;
   return `${lane} recorded ${step.type}.`;
 }
 
