@@ -55,7 +55,7 @@ export function stepName(step) {
 
 function aggregateText(step, x, y) {
   const text = step.aggregate ?? (step.position != null ? `feed #${step.position}` : "");
-  return svg("text", { x, y: y + 14, class: "journey__aggregate", ...squeezed(text, 17, NODE_WIDTH - 14) }, fitted(text, 26));
+  return svg("text", { x, y: y + 14, class: "journey__aggregate", ...squeezed(text, 15, NODE_WIDTH - 14) }, fitted(text, 26));
 }
 
 /** A long name drawn narrower, to fit its box (SVG's textLength). */
