@@ -19,6 +19,7 @@ from bankaccounts.readmodel import (
     POPOReadModelRecorder,
     ReadModelRecorder,
     StatementEntry,
+    TransactionEvent,
     TransactionView,
     ViewChanges,
 )
@@ -41,13 +42,14 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
-    from eventsourcing.persistence import Recording
+    from eventsourcing.persistence import Recording, Tracking
 
     from bankaccounts.domainmodel import UserRef
     from bankaccounts.exceptions import (
         TransactionError,
     )
     from bankaccounts.readmodel import EntryKind, TransactionKind, TransactionStatus
+    from bankaccounts.system.batching import Job
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +107,8 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
             self.view.check_schema()
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self._listeners_lock = threading.Lock()
+        # The tracking of each event of the page being processed, on its thread.
+        self._page = threading.local()
 
     @property
     def view(self) -> ReadModelRecorder:
@@ -124,6 +128,18 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
                     self._listeners.remove(listener)
 
         return remove
+
+    def process_events(self, jobs: Sequence[Job]) -> None:
+        """Processes a page, each event's policy knowing where the event is stored
+        (for the timeline's index: see _index_transaction_event)."""
+        self._page.tracking = {
+            (event.originator_id, event.originator_version): tracking
+            for event, tracking in jobs
+        }
+        try:
+            super().process_events(jobs)
+        finally:
+            self._page.tracking = {}
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         recordings = super()._record(processing_event)
@@ -172,6 +188,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     @policy.register(BankAccount.TransactionAppended)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._index_transaction_event(domain_event, processing_event)
         account = self._get_account(processing_event, domain_event.originator_id)
         if account is None:  # pragma: no cover (Created always comes first)
             return
@@ -209,6 +226,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     @policy.register(BankAccount.ErrorRecorded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._index_transaction_event(domain_event, processing_event)
         account = self._get_account(processing_event, domain_event.originator_id)
         if account is None:
             return
@@ -292,6 +310,26 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         error = self.describe_error(domain_event.error, processing_event)
         self._finish_transaction(domain_event, processing_event, "failed", error)
+
+    def _index_transaction_event(
+        self, domain_event: Any, processing_event: ProcessingEvent[UUID]
+    ) -> None:
+        """Notes where the event of a transaction is stored, for its timeline."""
+        tracking: Tracking | None = getattr(self._page, "tracking", {}).get(
+            (domain_event.originator_id, domain_event.originator_version)
+        )
+        if domain_event.transaction_id is None or tracking is None:
+            return  # stored before transactions had ids, or not from a page
+        event = TransactionEvent(
+            transaction_id=domain_event.transaction_id,
+            application=tracking.application_name,
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            position=tracking.notification_id,
+            type=type(domain_event).__name__,
+            timestamp=domain_event.timestamp,
+        )
+        _add_changes(processing_event, ViewChanges(transaction_events=[event]))
 
     def _update_account(
         self,
