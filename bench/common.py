@@ -32,6 +32,7 @@ BENCHMARKS = (
     "memory",
     "statement",
     "timetravel",
+    "timeline",
 )
 STORE_LABELS = {
     "popo": "POPO",
