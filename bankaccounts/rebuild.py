@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TextIO
 
 from eventsourcing.utils import get_topic
 
-from bankaccounts.domainmodel import BankAccount
+from bankaccounts.domainmodel import OPENED_TOPIC, BankAccount
 from bankaccounts.readmodel import AccountView, ReadModelOutdatedError
 from bankaccounts.system.interface import SAGA_KINDS
 from bankaccounts.system.sagas import AbortedTransaction
@@ -157,7 +157,7 @@ def compare(
     differences = result.differences
     in_view = {account.id: account for account in _all_accounts(view)}
     total = accounts.recorder.max_notification_id() or 0
-    opened = [get_topic(BankAccount.Opened)]
+    opened = [get_topic(BankAccount.Created), OPENED_TOPIC]  # and its old name
     for position, event in _notifications(accounts, opened):
         account: BankAccount = accounts.repository.get(event.originator_id)
         row = in_view.pop(account.id, None)

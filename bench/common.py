@@ -33,6 +33,8 @@ BENCHMARKS = (
     "statement",
     "load",
     "pipeline",
+    "timetravel",
+    "timeline",
 )
 STORE_LABELS = {
     "popo": "POPO",

@@ -116,7 +116,7 @@ def wait_listening(
 def run(options: Options) -> Result:
     """Peak RSS of the server (SQLite) after catching up on a seeded store."""
     accounts_n = options.size(100_000, 2_000)
-    per_account = 11  # Opened and 10 transactions: 1,000,000 in the full run
+    per_account = 11  # Created and 10 transactions: 1,000,000 in the full run
     data_dir = options.workdir / "data"
     env = system_env(data_dir, {})
     options.progress(

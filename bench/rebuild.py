@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 KEY = "rebuild"
 TARGET = 0.5
-PER_ACCOUNT = 100  # events per account: Opened and 99 transactions
+PER_ACCOUNT = 100  # events per account: Created and 99 transactions
 INSERT_BATCH = 5000
 
 

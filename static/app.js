@@ -83,6 +83,7 @@ const page = {
   panelAvailable: byTestId("panel-available"),
   panelLimit: byTestId("panel-limit"),
   openStatement: byTestId("open-statement"),
+  openEvents: byTestId("open-events"),
   closedNote: byTestId("closed-note"),
   actions: byTestId("actions"),
   tabs: [...document.querySelectorAll('[role="tab"]')],
@@ -458,6 +459,7 @@ function renderPanel() {
   page.panel.dataset.accountId = account.id;
   page.panelName.textContent = accountLabel(account);
   page.panelNumber.textContent = `Account no. ${account.id}`;
+  page.openEvents.href = `/explorer/accounts/${encodeURIComponent(account.id)}`;
   page.panelOwner.hidden = !isStaff;
   page.panelOwner.textContent = account.owner ? `Owner: ${account.owner.username}` : "No owner";
   page.panelClosedBadge.hidden = !account.is_closed;
@@ -639,6 +641,7 @@ function transactionRow(transaction, accountId) {
   const error = byTestId("transaction-error", row);
   error.hidden = !transaction.error;
   error.textContent = transaction.error ?? "";
+  byTestId("transaction-journey", row).href = `/explorer/transactions/${encodeURIComponent(transaction.id)}`;
   // Money in is "+", money out "−"; a transfer between two accounts of the same
   // viewer (or, for staff, seen from all accounts) has no sign.
   let cents = toCents(transaction.amount);

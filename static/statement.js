@@ -14,6 +14,7 @@ const parts = {
   title: byTestId("statement-title"),
   number: byTestId("statement-number"),
   close: byTestId("statement-close"),
+  events: byTestId("statement-events"),
   filter: byTestId("statement-filter"),
   from: byTestId("statement-from"),
   to: byTestId("statement-to"),
@@ -80,6 +81,20 @@ function row(entry) {
   time.dateTime = entry.at;
   time.textContent = fullTime(entry.at);
   byTestId("entry-description", item).textContent = describe(entry);
+  const journey = byTestId("entry-journey", item);
+  journey.href = `/explorer/transactions/${encodeURIComponent(entry.transaction_id)}`;
+  if (entry.kind === "refund") {
+    // A refund has an id of its own; its journey is its transfer's, linked once
+    // the transfer's line is shown (refundJourneys).
+    item.dataset.kind = "refund";
+    item.dataset.counterparty = entry.counterparty?.id ?? "";
+    item.dataset.amount = entry.amount;
+    journey.hidden = true;
+  } else if (entry.kind === "transfer") {
+    item.dataset.kind = "transfer";
+    item.dataset.counterparty = entry.counterparty?.id ?? "";
+    item.dataset.amount = entry.amount;
+  }
   byTestId("entry-by", item).textContent = entry.initiated_by?.username ?? "—";
   const amount = toCents(entry.amount);
   const amountCell = byTestId("entry-amount", item);
@@ -91,6 +106,33 @@ function row(entry) {
   balanceCell.textContent = formatCents(balance);
   balanceCell.classList.toggle("is-negative", balance < 0n);
   return item;
+}
+
+/**
+ * Links each refund's line to the journey of the transfer it pays back: the
+ * latest older transfer to the same account of the same amount, not yet taken.
+ */
+function refundJourneys() {
+  const rows = [...parts.rows.children]; // newest first
+  const taken = new Set();
+  rows.forEach((refund, index) => {
+    if (refund.dataset.kind !== "refund") return;
+    const transfer = rows
+      .slice(index + 1)
+      .find(
+        (other) =>
+          other.dataset.kind === "transfer" &&
+          !taken.has(other) &&
+          other.dataset.counterparty === refund.dataset.counterparty &&
+          toCents(other.dataset.amount) === -toCents(refund.dataset.amount),
+      );
+    if (!transfer) return;
+    taken.add(transfer);
+    const link = byTestId("entry-journey", refund);
+    link.setAttribute("href", byTestId("entry-journey", transfer).getAttribute("href"));
+    link.textContent = "Journey of the transfer →";
+    link.hidden = false;
+  });
 }
 
 function showError(message) {
@@ -126,6 +168,7 @@ async function load({ first }) {
       current.shown = 0;
     }
     parts.rows.append(...page.entries.map(row));
+    refundJourneys();
     current.shown += page.entries.length;
     current.cursor = page.next_cursor ?? null;
   } catch (error) {
@@ -174,6 +217,7 @@ export function openStatement(account, viewer, label) {
   parts.count.textContent = "";
   parts.more.hidden = true;
   updateCsvLink();
+  parts.events.href = `/explorer/accounts/${encodeURIComponent(account.id)}`;
   if (!parts.dialog.open) parts.dialog.showModal();
   load({ first: true });
 }

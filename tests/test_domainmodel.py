@@ -63,7 +63,7 @@ class TestBankAccount:
         assert account.is_closed is False
         assert account.name is None
         assert account.opened_at == account.created_on
-        assert event_names(account) == ["Opened"]
+        assert event_names(account) == ["Created"]
 
     def test_opens_with_a_name(self) -> None:
         assert BankAccount(name="Alice").name == "Alice"
@@ -310,7 +310,7 @@ class TestStorage:
 
         events = self.stored_events(app, account.id)
         names = [type(e).__name__ for e in events]
-        assert names == ["Opened", "TransactionAppended", "OverdraftLimitSet"] + [
+        assert names == ["Created", "TransactionAppended", "OverdraftLimitSet"] + [
             "ErrorRecorded"
         ] * (len(errors) + 1)
         appended = events[1]

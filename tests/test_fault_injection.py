@@ -403,7 +403,7 @@ def test_nothing_is_lost_or_applied_twice_when_processes_die(
             # money from a customer reaches another's account only by a transfer
             # out of the customer's own.
             opened = events[0]
-            assert isinstance(opened, BankAccount.Opened), events[0]
+            assert isinstance(opened, BankAccount.Created), events[0]
             assert opened.owner is not None, opened
             owner = opened.owner.id
             assert owner == owners[account_id], (account_id, opened)

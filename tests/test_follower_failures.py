@@ -33,7 +33,7 @@ class PoisonedInterface(InterfaceApplication):
     def policy(self, domain_event: Any, processing_event: Any) -> None:
         if (
             self.poisoned
-            and isinstance(domain_event, BankAccount.Opened)  # type: ignore[attr-defined]
+            and isinstance(domain_event, BankAccount.Created)  # type: ignore[attr-defined]
             and domain_event.name == "Poison"
         ):
             msg = "cannot show this account"
@@ -72,9 +72,9 @@ def test_a_follower_stopped_by_an_event_records_it_until_it_gets_past(
 
     [failure] = interface.recorder.select_failures()
     assert (failure.upstream, failure.position, failure.attempts) == ("Accounts", 2, 3)
-    assert failure.event == "BankAccount.Opened"
+    assert failure.event == "BankAccount.Created"
     assert failure.error == "RuntimeError: cannot show this account"
-    assert "cannot process BankAccount.Opened from Accounts at position 2" in (
+    assert "cannot process BankAccount.Created from Accounts at position 2" in (
         caplog.text
     )
     status = {(s.follower, s.upstream): s for s in read_statuses(apps)}

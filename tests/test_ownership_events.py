@@ -1,6 +1,6 @@
 """Who owns an account and who initiated a transaction, as the events record them.
 
-The owner is on the account's Opened event; the initiator goes from the command to
+The owner is on the account's Created event; the initiator goes from the command to
 its saga, and from the saga to the TransactionAppended (or ErrorRecorded) event of
 each account it touches, with the other account of a transfer as the counterparty.
 A user's idempotency keys are the user's own. Events stored before any of this
@@ -108,7 +108,7 @@ def without(*names: str) -> Callable[[dict[str, Any]], None]:
 
 # The attributes each event gained, that events stored before do not have.
 NEW_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "BankAccount.Opened": ("owner",),
+    "BankAccount.Created": ("owner",),
     "BankAccount.TransactionAppended": ("initiated_by", "counterparty_id"),
     "BankAccount.ErrorRecorded": ("initiated_by",),
     "BankAccount.OverdraftLimitSet": (),
@@ -157,7 +157,7 @@ class TestDomainModel:
     def test_an_account_records_its_owner(self) -> None:
         account = BankAccount(name="Alice's", owner=ALICE)
         (opened,) = account.collect_events()
-        assert isinstance(opened, BankAccount.Opened)
+        assert isinstance(opened, BankAccount.Created)
         assert opened.owner == ALICE
         assert account.owner == ALICE
         assert BankAccount(name="Nobody's").owner is None
@@ -292,7 +292,7 @@ class TestStorage:
         assert loaded.version == 5
         events = events_of(app, account.id)
         assert [type(e).__qualname__ for e in events] == [
-            "BankAccount.Opened",
+            "BankAccount.Created",
             "BankAccount.TransactionAppended",
             "BankAccount.TransactionAppended",
             "BankAccount.ErrorRecorded",

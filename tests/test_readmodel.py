@@ -460,7 +460,7 @@ def test_a_transfer_between_two_owners_goes_to_both_without_the_payers_balance(
 def test_a_saga_seen_before_its_account_gets_the_owner_when_the_account_opens(
     persistence_env: dict[str, str],
 ) -> None:
-    """Accounts and Sagas are followed apart: the Opened event may come second."""
+    """Accounts and Sagas are followed apart: the Created event may come second."""
     env = {**persistence_env, "CREATE_TABLE": "y"}
     commands, sagas, accounts = Commands(env), Sagas(env), Accounts(env)
     interface = InterfaceApplication(env)
@@ -478,7 +478,7 @@ def test_a_saga_seen_before_its_account_gets_the_owner_when_the_account_opens(
         assert pending is not None
         assert pending.credit_owner is None
         assert interface.view.select_feed(0, viewer_id=ALICE.id) == []
-        interface.pull_and_process(accounts.name)  # Opened: the owner fills in
+        interface.pull_and_process(accounts.name)  # Created: the owner fills in
         filled = interface.view.get_transaction(deposit)
         assert filled is not None
         assert filled.credit_owner == ALICE

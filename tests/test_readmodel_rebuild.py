@@ -105,7 +105,7 @@ def test_a_rebuild_commits_a_page_at_a_time_and_ends_where_the_live_view_is(
         assert accounts_events is not None
         assert len(commits) <= 2 + accounts_events // 500 + 1
         assert max(commits) > 100
-        # The error message names the account from the same page's Opened event.
+        # The error message names the account from the same page's Created event.
         errors = [m for m in rebuilt_feed if m["type"] == "error_recorded"]
         assert errors[-1]["error"] == "Insufficient funds in Bob's account"
         assert rebuilt.recorder.max_tracking_id(accounts.name) == accounts_events

@@ -54,7 +54,7 @@ def test_a_follower_that_keeps_failing_says_so_until_it_gets_past(
     policy = interface.policy
 
     def failing_policy(domain_event: Any, processing_event: Any) -> None:
-        if type(domain_event).__qualname__ == "BankAccount.Opened":
+        if type(domain_event).__qualname__ == "BankAccount.Created":
             msg = "a fault injected by the test"
             raise RuntimeError(msg)
         policy(domain_event, processing_event)
@@ -71,7 +71,7 @@ def test_a_follower_that_keeps_failing_says_so_until_it_gets_past(
     stuck = failing()
     assert stuck is not None
     assert [stuck["follower"], stuck["upstream"]] == ["Interface", "Accounts"]
-    assert stuck["failure"]["event"] == "BankAccount.Opened"
+    assert stuck["failure"]["event"] == "BankAccount.Created"
     assert "RuntimeError" in stuck["failure"]["error"]
     assert system(client)["healthy"] is False
     assert client.get(f"/api/accounts/{account_id}").status_code == 200

@@ -231,7 +231,7 @@ class PoisonedInterface(InterfaceApplication):
     def policy(self, domain_event: Any, processing_event: Any) -> None:
         if (
             self.poisoned
-            and isinstance(domain_event, BankAccount.Opened)  # type: ignore[attr-defined]
+            and isinstance(domain_event, BankAccount.Created)  # type: ignore[attr-defined]
             and domain_event.name == "Poison"
         ):
             msg = "cannot show this account"
@@ -257,7 +257,7 @@ def test_a_worker_failing_on_one_event_says_so_and_backs_off(
     running = RunningWorker(worker)
     try:
         wait_for(lambda: worker.reconnects >= 5, 30, "no repeated failures")
-        position = 2  # Before's Opened is 1, Poison's 2
+        position = 2  # Before's Created is 1, Poison's 2
         failed = [
             r
             for r in caplog.records
@@ -267,7 +267,7 @@ def test_a_worker_failing_on_one_event_says_so_and_backs_off(
         ]
         assert failed
         assert all(r.levelname == "ERROR" for r in failed)
-        assert "BankAccount.Opened" in failed[-1].message
+        assert "BankAccount.Created" in failed[-1].message
         assert "RuntimeError: cannot show this account" in failed[-1].message
         # The same error again and again: the delay doubles up to its limit.
         delays = [

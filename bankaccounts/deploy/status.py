@@ -217,19 +217,82 @@ def count_after(recorder: Any, position: int, topics: tuple[str, ...]) -> int:
     return min(count, LAG_COUNT_LIMIT)
 
 
+@dataclass
+class UpstreamPosition:
+    """How far an application has got in one of its upstreams."""
+
+    name: str
+    position: int
+    lag: int
+
+
+@dataclass
+class ApplicationStatus:
+    """An application of the system: its last notification id and its upstreams."""
+
+    name: str
+    max_notification_id: int
+    upstreams: list[UpstreamPosition]
+
+    def to_json(self) -> dict[str, Any]:
+        """As GET /api/system shows it (upstreams: name, position, lag)."""
+        return asdict(self)
+
+
+def max_notification_ids(apps: Mapping[str, Application[Any]]) -> dict[str, int]:
+    """Each application's last notification id (0: none yet), by name."""
+    return {name: app.recorder.max_notification_id() or 0 for name, app in apps.items()}
+
+
+def application_statuses(
+    statuses: Sequence[FollowerStatus],
+    max_ids: Mapping[str, int] | None = None,
+) -> list[ApplicationStatus]:
+    """Each application of the system, in system order, with its upstreams.
+
+    The last notification ids are the recorders' (max_ids), or else the upstreams'
+    latest as the statuses read them (an application that is nobody's upstream, the
+    Interface, records no events of its own: 0).
+    """
+    latest = {s.upstream: s.latest for s in statuses}
+    if max_ids is not None:
+        latest.update(max_ids)
+    return [
+        ApplicationStatus(
+            name=name,
+            max_notification_id=latest.get(name, 0),
+            upstreams=[
+                UpstreamPosition(s.upstream, s.position, s.lag)
+                for s in statuses
+                if s.follower == name
+            ],
+        )
+        for name in BankAccountSystem().nodes
+    ]
+
+
 def system_json(
-    statuses: list[FollowerStatus], backlog: Backlog | None
+    statuses: list[FollowerStatus],
+    backlog: Backlog | None,
+    max_ids: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """GET /api/system: health, followers, backlog and bound."""
+    """GET /api/system: the applications, health, followers, backlog and bound."""
     return {
+        "applications": [a.to_json() for a in application_statuses(statuses, max_ids)],
         "healthy": all(s.is_healthy for s in statuses),
         "followers": [s.to_json() for s in statuses],
         "backlog": None if backlog is None else backlog.to_json(),
     }
 
 
-def format_table(statuses: list[FollowerStatus], backlog: Backlog | None = None) -> str:
-    """The statuses as an aligned text table (then the backlog, failures, workers)."""
+def format_table(
+    statuses: list[FollowerStatus],
+    backlog: Backlog | None = None,
+    max_ids: Mapping[str, int] | None = None,
+) -> str:
+    """The statuses as an aligned text table, then the backlog and failures; with
+    max_ids (the recorders' last notification ids), each application's figures too,
+    before the workers."""
     header = ("FOLLOWER", "UPSTREAM", "POSITION", "LATEST", "LAG", "STATE")
     rows = [header]
     rows.extend(
@@ -245,8 +308,35 @@ def format_table(statuses: list[FollowerStatus], backlog: Backlog | None = None)
         for s in statuses
         if (f := s.failure) is not None
     ]
-    shown = [] if backlog is None else [backlog.describe()]
-    return "\n".join([table, *shown, *failing, *format_workers(statuses)])
+    return "\n".join(
+        [
+            table,
+            *([] if backlog is None else [backlog.describe()]),
+            *failing,
+            *(
+                format_applications(application_statuses(statuses, max_ids))
+                if max_ids is not None
+                else ()
+            ),
+            *format_workers(statuses),
+        ]
+    )
+
+
+def format_applications(applications: Sequence[ApplicationStatus]) -> list[str]:
+    """Each application's last notification id and its upstreams, after a blank
+    line: the figures of GET /api/system's `applications`."""
+    rows = [("APPLICATION", "NOTIFICATIONS", "UPSTREAMS")]
+    rows.extend(
+        (
+            a.name,
+            str(a.max_notification_id),
+            ", ".join(f"{u.name} at {u.position} (lag {u.lag})" for u in a.upstreams)
+            or "-",
+        )
+        for a in applications
+    )
+    return ["", *_aligned(rows)]
 
 
 def format_workers(statuses: list[FollowerStatus]) -> list[str]:

@@ -14,13 +14,20 @@ from sqlalchemy import text
 
 from bankaccounts.domainmodel import UserRef
 from bankaccounts.readmodel import paging
-from bankaccounts.readmodel.recorder import READ_MODEL_VERSION, ReadModelRecorder
+from bankaccounts.readmodel.recorder import (
+    READ_MODEL_VERSION,
+    ReadModelRecorder,
+    about_transactions,
+    now,
+)
 from bankaccounts.readmodel.views import (
     SORT_NAME_LENGTH,
     AccountRef,
     AccountView,
+    FeedEntry,
     FeedMessage,
     StatementEntry,
+    TransactionEvent,
     TransactionView,
     ViewChanges,
 )
@@ -60,6 +67,10 @@ STATEMENT_COLUMNS = (
     "account_id, seq, transaction_id, kind, amount, balance, counterparty_id, "
     "initiated_by_id, initiated_by_username, at"
 )
+TRANSACTION_EVENT_COLUMNS = (
+    "transaction_id, application, originator_id, originator_version, position, "
+    "type, timestamp"
+)
 
 
 def _marks(columns: str) -> str:
@@ -90,6 +101,8 @@ class MySQLReadModelRecorder(MySQLFollowerRecorder, ReadModelRecorder):
         self.statement_table = statement = f"{self.prefix}_statement"
         self.feed_table = f"{self.prefix}_feed"
         self.audience_table = f"{self.prefix}_feed_audience"
+        self.feed_transactions_table = f"{self.prefix}_feed_transactions"
+        self.transaction_events_table = f"{self.prefix}_transaction_events"
         self.version_table = f"{self.prefix}_view_version"
         self.view_tables = (
             accounts,
@@ -97,7 +110,9 @@ class MySQLReadModelRecorder(MySQLFollowerRecorder, ReadModelRecorder):
             statement,
             self.feed_table,
             self.audience_table,
-            self.version_table,
+            self.feed_transactions_table,
+            self.transaction_events_table,
+            self.version_table,  # last: reset_view empties the others
         )
         money = "DECIMAL(20,2) NOT NULL"
         user = "CHAR(32), {0}_username VARCHAR(191)"
@@ -144,6 +159,17 @@ class MySQLReadModelRecorder(MySQLFollowerRecorder, ReadModelRecorder):
             f"CREATE TABLE IF NOT EXISTS {self.audience_table} ("
             "user_id CHAR(32) NOT NULL, position BIGINT NOT NULL, "
             f"PRIMARY KEY (user_id, position)) {TABLE_OPTIONS}",
+            # A transaction's feed messages and upstream events, by its id.
+            f"CREATE TABLE IF NOT EXISTS {self.feed_transactions_table} ("
+            "transaction_id CHAR(32) NOT NULL, position BIGINT NOT NULL, "
+            "at DATETIME(6) NOT NULL, PRIMARY KEY (transaction_id, position)"
+            f") {TABLE_OPTIONS}",
+            f"CREATE TABLE IF NOT EXISTS {self.transaction_events_table} ("
+            "transaction_id CHAR(32) NOT NULL, application VARCHAR(64) NOT NULL, "
+            "originator_id CHAR(32) NOT NULL, originator_version BIGINT NOT NULL, "
+            "position BIGINT NOT NULL, type VARCHAR(191) NOT NULL, "
+            "timestamp DATETIME(6) NOT NULL, "
+            f"PRIMARY KEY (transaction_id, application, position)) {TABLE_OPTIONS}",
             f"CREATE TABLE IF NOT EXISTS {self.version_table} ("
             f"version INT NOT NULL) {TABLE_OPTIONS}",
             f"INSERT INTO {self.version_table} (version) "
@@ -273,6 +299,26 @@ class MySQLReadModelRecorder(MySQLFollowerRecorder, ReadModelRecorder):
             )
         if changes.feed:
             self._append_feed(session, changes.feed)
+        if changes.transaction_events:
+            session.execute(
+                text(
+                    f"INSERT INTO {self.transaction_events_table} "
+                    f"({TRANSACTION_EVENT_COLUMNS}) "
+                    f"VALUES ({_marks(TRANSACTION_EVENT_COLUMNS)})"
+                ),
+                [
+                    {
+                        "transaction_id": e.transaction_id.hex,
+                        "application": e.application,
+                        "originator_id": e.originator_id.hex,
+                        "originator_version": e.originator_version,
+                        "position": e.position,
+                        "type": e.type,
+                        "timestamp": _utc(e.timestamp),
+                    }
+                    for e in changes.transaction_events
+                ],
+            )
 
     def _append_feed(self, session: Session, messages: Sequence[FeedMessage]) -> None:
         # One multi-row INSERT: its rows take increasing positions in their order.
@@ -314,6 +360,19 @@ class MySQLReadModelRecorder(MySQLFollowerRecorder, ReadModelRecorder):
                     "VALUES (:user_id, :position)"
                 ),
                 audiences,
+            )
+        about = about_transactions(messages)
+        if about:
+            at = _utc(now())
+            session.execute(
+                text(
+                    f"INSERT INTO {self.feed_transactions_table} "
+                    "(transaction_id, position, at) VALUES (:tid, :position, :at)"
+                ),
+                [
+                    {"tid": tid.hex, "position": m.position, "at": at}
+                    for tid, m in about
+                ],
             )
 
     def get_account(self, account_id: UUID) -> AccountView | None:
@@ -505,6 +564,62 @@ class MySQLReadModelRecorder(MySQLFollowerRecorder, ReadModelRecorder):
         """The last position in the feed (0 if empty)."""
         rows = self._select(f"SELECT MAX(position) AS position FROM {self.feed_table}")
         return int(rows[0]["position"] or 0)
+
+    def select_transaction_events(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[TransactionEvent]:
+        """The indexed upstream events of these transactions, by position."""
+        if not transaction_ids:
+            return []
+        marks, params = _in(transaction_ids)
+        rows = self._select(
+            f"SELECT {TRANSACTION_EVENT_COLUMNS} FROM {self.transaction_events_table} "
+            f"WHERE transaction_id IN ({marks}) ORDER BY application, position",
+            params,
+        )
+        return [
+            TransactionEvent(
+                transaction_id=UUID(row["transaction_id"]),
+                application=row["application"],
+                originator_id=UUID(row["originator_id"]),
+                originator_version=int(row["originator_version"]),
+                position=int(row["position"]),
+                type=row["type"],
+                timestamp=_aware(row["timestamp"]),
+            )
+            for row in rows
+        ]
+
+    def select_transaction_feed(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[FeedEntry]:
+        """The feed messages about these transactions, in feed order."""
+        if not transaction_ids:
+            return []
+        marks, params = _in(transaction_ids)
+        rows = self._select(
+            "SELECT t.transaction_id, t.at, f.position, f.message, f.audience "
+            f"FROM {self.feed_transactions_table} t JOIN {self.feed_table} f "
+            f"ON f.position=t.position WHERE t.transaction_id IN ({marks}) "
+            "ORDER BY t.position",
+            params,
+        )
+        return [
+            FeedEntry(
+                UUID(row["transaction_id"]),
+                _aware(row["at"]),
+                FeedMessage.decode(
+                    int(row["position"]), row["message"], row["audience"]
+                ),
+            )
+            for row in rows
+        ]
+
+
+def _in(ids: Sequence[UUID]) -> tuple[str, dict[str, object]]:
+    """Placeholders and parameters for `IN (...)` of these ids."""
+    params: dict[str, object] = {f"id{i}": value.hex for i, value in enumerate(ids)}
+    return ",".join(f":{key}" for key in params), params
 
 
 def _user(user: UserRef | None, name: str) -> dict[str, object]:

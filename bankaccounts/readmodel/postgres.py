@@ -15,12 +15,19 @@ from psycopg.sql import SQL, Composed, Identifier
 
 from bankaccounts.domainmodel import UserRef
 from bankaccounts.readmodel import paging
-from bankaccounts.readmodel.recorder import READ_MODEL_VERSION, ReadModelRecorder
+from bankaccounts.readmodel.recorder import (
+    READ_MODEL_VERSION,
+    ReadModelRecorder,
+    about_transactions,
+    now,
+)
 from bankaccounts.readmodel.views import (
     AccountRef,
     AccountView,
+    FeedEntry,
     FeedMessage,
     StatementEntry,
+    TransactionEvent,
     TransactionView,
     ViewChanges,
 )
@@ -54,6 +61,10 @@ TRANSACTION_COLUMNS = (
 STATEMENT_COLUMNS = (
     "account_id, seq, transaction_id, kind, amount, balance, counterparty_id, "
     "initiated_by_id, initiated_by_username, at"
+)
+TRANSACTION_EVENT_COLUMNS = (
+    "transaction_id, application, originator_id, originator_version, position, "
+    "type, timestamp"
 )
 
 VIEW_STATEMENTS = (
@@ -105,6 +116,15 @@ VIEW_STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS {schema}.{audience} ("
     "user_id uuid NOT NULL, position bigint NOT NULL, "
     "PRIMARY KEY (user_id, position))",
+    # A transaction's feed messages and upstream events, by its id (the timeline).
+    "CREATE TABLE IF NOT EXISTS {schema}.{feed_transactions} ("
+    "transaction_id uuid NOT NULL, position bigint NOT NULL, "
+    "at timestamptz NOT NULL, PRIMARY KEY (transaction_id, position))",
+    "CREATE TABLE IF NOT EXISTS {schema}.{transaction_events} ("
+    "transaction_id uuid NOT NULL, application text NOT NULL, "
+    "originator_id uuid NOT NULL, originator_version bigint NOT NULL, "
+    "position bigint NOT NULL, type text NOT NULL, timestamp timestamptz NOT NULL, "
+    "PRIMARY KEY (transaction_id, application, position))",
     "CREATE TABLE IF NOT EXISTS {schema}.{version} (version integer NOT NULL)",
     f"INSERT INTO {{schema}}.{{version}} (version) SELECT {READ_MODEL_VERSION} "
     "WHERE NOT EXISTS (SELECT 1 FROM {schema}.{version})",
@@ -134,6 +154,8 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
         self.statement_table = f"{prefix}_statement"
         self.feed_table = f"{prefix}_feed"
         self.audience_table = f"{prefix}_feed_audience"
+        self.feed_transactions_table = f"{prefix}_feed_transactions"
+        self.transaction_events_table = f"{prefix}_transaction_events"
         self.version_table = f"{prefix}_view_version"
         self.view_tables = (
             self.accounts_table,
@@ -141,6 +163,8 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
             self.statement_table,
             self.feed_table,
             self.audience_table,
+            self.feed_transactions_table,
+            self.transaction_events_table,
             self.version_table,
         )
         # NOTIFY channels are per database, so the schema is part of the name.
@@ -160,6 +184,8 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
             statement=Identifier(self.statement_table),
             feed=Identifier(self.feed_table),
             audience=Identifier(self.audience_table),
+            feed_transactions=Identifier(self.feed_transactions_table),
+            transaction_events=Identifier(self.transaction_events_table),
             version=Identifier(self.version_table),
             **{
                 name: Identifier(f"{table}_{suffix}")
@@ -313,6 +339,25 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
             )
         if changes.feed:
             self._append_feed(curs, changes.feed)
+        if changes.transaction_events:
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.{transaction_events} "
+                    f"({TRANSACTION_EVENT_COLUMNS}) VALUES (%s,%s,%s,%s,%s,%s,%s)"
+                ),
+                [
+                    (
+                        e.transaction_id,
+                        e.application,
+                        e.originator_id,
+                        e.originator_version,
+                        e.position,
+                        e.type,
+                        e.timestamp,
+                    )
+                    for e in changes.transaction_events
+                ],
+            )
 
     def _append_feed(self, curs: Cursor[DictRow], feed: Sequence[FeedMessage]) -> None:
         # One insert for all the messages; positions come back in their order.
@@ -348,6 +393,16 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
                     "VALUES (%s, %s)"
                 ),
                 audiences,
+            )
+        about = about_transactions(feed)
+        if about:
+            at = now()
+            curs.executemany(
+                self._sql(
+                    "INSERT INTO {schema}.{feed_transactions} "
+                    "(transaction_id, position, at) VALUES (%s, %s, %s)"
+                ),
+                [(transaction_id, m.position, at) for transaction_id, m in about],
             )
         # Delivered when this transaction commits: web processes wake and read.
         curs.execute(SQL("NOTIFY {0}").format(Identifier(self.feed_channel)))
@@ -539,6 +594,53 @@ class PostgresReadModelRecorder(PostgresFollowerRecorder, ReadModelRecorder):
         """The last position in the feed (0 if empty)."""
         rows = self._select("SELECT MAX(position) AS position FROM {schema}.{feed}")
         return int(rows[0]["position"] or 0)
+
+    def select_transaction_events(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[TransactionEvent]:
+        """The indexed upstream events of these transactions, by position."""
+        if not transaction_ids:
+            return []
+        rows = self._select(
+            f"SELECT {TRANSACTION_EVENT_COLUMNS} "
+            "FROM {schema}.{transaction_events} WHERE transaction_id = ANY(%s) "
+            "ORDER BY application, position",
+            (list(transaction_ids),),
+        )
+        return [
+            TransactionEvent(
+                transaction_id=row["transaction_id"],
+                application=row["application"],
+                originator_id=row["originator_id"],
+                originator_version=int(row["originator_version"]),
+                position=int(row["position"]),
+                type=row["type"],
+                timestamp=row["timestamp"],
+            )
+            for row in rows
+        ]
+
+    def select_transaction_feed(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[FeedEntry]:
+        """The feed messages about these transactions, in feed order."""
+        if not transaction_ids:
+            return []
+        rows = self._select(
+            "SELECT t.transaction_id, t.at, f.position, f.message, f.audience "
+            "FROM {schema}.{feed_transactions} t JOIN {schema}.{feed} f "
+            "ON f.position=t.position WHERE t.transaction_id = ANY(%s) "
+            "ORDER BY t.position",
+            (list(transaction_ids),),
+        )
+        return [
+            FeedEntry(
+                row["transaction_id"],
+                row["at"],
+                FeedMessage.decode(row["position"], row["message"], row["audience"]),
+            )
+            for row in rows
+        ]
 
 
 def _qualified(schema: str, table: str) -> str:

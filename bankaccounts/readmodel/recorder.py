@@ -6,14 +6,17 @@ import bisect
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from bankaccounts.readmodel import paging
 from bankaccounts.readmodel.views import (
     AccountRef,
     AccountView,
+    FeedEntry,
     FeedMessage,
     StatementEntry,
+    TransactionEvent,
     TransactionView,
     ViewChanges,
     sort_name,
@@ -21,8 +24,7 @@ from bankaccounts.readmodel.views import (
 from bankaccounts.system.followers import FollowerRecorder, POPOFollowerRecorder
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-    from datetime import datetime
+    from collections.abc import Callable, Iterable, Sequence
     from uuid import UUID
 
     from eventsourcing.persistence import StoredEvent
@@ -127,6 +129,35 @@ class ReadModelRecorder(FollowerRecorder, ABC):
     def max_feed_position(self) -> int:
         """The last position in the feed (0 if empty)."""
 
+    @abstractmethod
+    def select_transaction_events(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[TransactionEvent]:
+        """The indexed upstream events of these transactions, by position."""
+
+    @abstractmethod
+    def select_transaction_feed(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[FeedEntry]:
+        """The feed messages about these transactions, in feed order."""
+
+
+def about_transactions(
+    messages: Iterable[FeedMessage],
+) -> list[tuple[UUID, FeedMessage]]:
+    """The messages about a transaction, each with the transaction's id: the rows
+    of the feed's index by transaction."""
+    return [
+        (transaction_id, message)
+        for message in messages
+        if (transaction_id := message.transaction_id) is not None
+    ]
+
+
+def now() -> datetime:
+    """When feed entries are written: the recorders' clock, in UTC."""
+    return datetime.now(UTC)
+
 
 class POPOReadModelRecorder(POPOFollowerRecorder, ReadModelRecorder):
     """The read model in memory."""
@@ -139,6 +170,10 @@ class POPOReadModelRecorder(POPOFollowerRecorder, ReadModelRecorder):
         self._statements: dict[UUID, list[StatementEntry]] = defaultdict(list)
         self._feed: list[FeedMessage] = []
         self._audiences: dict[UUID, list[int]] = defaultdict(list)
+        self._transaction_events: dict[UUID, list[TransactionEvent]] = defaultdict(list)
+        self._feed_transactions: dict[UUID, list[tuple[int, datetime]]] = defaultdict(
+            list
+        )
 
     def _update_table(
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
@@ -161,6 +196,11 @@ class POPOReadModelRecorder(POPOFollowerRecorder, ReadModelRecorder):
                 self._feed.append(replace(message, data=dict(message.data)))
                 for user_id in message.audience:
                     self._audiences[user_id].append(message.position)
+            at = now()
+            for transaction_id, message in about_transactions(changes.feed):
+                self._feed_transactions[transaction_id].append((message.position, at))
+            for event in changes.transaction_events:
+                self._transaction_events[event.transaction_id].append(event)
         return notification_ids
 
     def get_account(self, account_id: UUID) -> AccountView | None:
@@ -278,6 +318,37 @@ class POPOReadModelRecorder(POPOFollowerRecorder, ReadModelRecorder):
         """The last position in the feed (0 if empty)."""
         with self._database_lock:
             return len(self._feed)
+
+    def select_transaction_events(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[TransactionEvent]:
+        """The indexed upstream events of these transactions, by position."""
+        with self._database_lock:
+            events = [
+                event
+                for transaction_id in dict.fromkeys(transaction_ids)
+                for event in self._transaction_events.get(transaction_id, ())
+            ]
+        return sorted(events, key=lambda e: (e.application, e.position))
+
+    def select_transaction_feed(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[FeedEntry]:
+        """The feed messages about these transactions, in feed order."""
+        with self._database_lock:
+            entries = [
+                FeedEntry(
+                    transaction_id,
+                    at,
+                    replace(
+                        self._feed[position - 1],
+                        data=dict(self._feed[position - 1].data),
+                    ),
+                )
+                for transaction_id in dict.fromkeys(transaction_ids)
+                for position, at in self._feed_transactions.get(transaction_id, ())
+            ]
+        return sorted(entries, key=lambda e: e.message.position)
 
 
 def _ref(entry: StatementEntry) -> AccountRef | None:

@@ -14,12 +14,19 @@ from uuid import UUID
 
 from bankaccounts.domainmodel import UserRef
 from bankaccounts.readmodel import paging
-from bankaccounts.readmodel.recorder import READ_MODEL_VERSION, ReadModelRecorder
+from bankaccounts.readmodel.recorder import (
+    READ_MODEL_VERSION,
+    ReadModelRecorder,
+    about_transactions,
+    now,
+)
 from bankaccounts.readmodel.views import (
     AccountRef,
     AccountView,
+    FeedEntry,
     FeedMessage,
     StatementEntry,
+    TransactionEvent,
     TransactionView,
     ViewChanges,
 )
@@ -46,6 +53,8 @@ VIEW_TABLES = (
     "view_statement",
     "view_feed",
     "view_feed_audience",
+    "view_feed_transactions",
+    "view_transaction_events",
     "view_version",
 )
 
@@ -61,6 +70,10 @@ TRANSACTION_COLUMNS = (
 STATEMENT_COLUMNS = (
     "account_id, seq, transaction_id, kind, amount, balance, counterparty_id, "
     "initiated_by_id, initiated_by_username, at"
+)
+TRANSACTION_EVENT_COLUMNS = (
+    "transaction_id, application, originator_id, originator_version, position, "
+    "type, timestamp"
 )
 
 VIEW_STATEMENTS = (
@@ -110,6 +123,15 @@ VIEW_STATEMENTS = (
     "CREATE TABLE IF NOT EXISTS view_feed_audience ("
     "user_id TEXT NOT NULL, position INTEGER NOT NULL, "
     "PRIMARY KEY (user_id, position)) WITHOUT ROWID",
+    # A transaction's feed messages and upstream events, by its id (the timeline).
+    "CREATE TABLE IF NOT EXISTS view_feed_transactions ("
+    "transaction_id TEXT NOT NULL, position INTEGER NOT NULL, at TEXT NOT NULL, "
+    "PRIMARY KEY (transaction_id, position)) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS view_transaction_events ("
+    "transaction_id TEXT NOT NULL, application TEXT NOT NULL, "
+    "originator_id TEXT NOT NULL, originator_version INTEGER NOT NULL, "
+    "position INTEGER NOT NULL, type TEXT NOT NULL, timestamp TEXT NOT NULL, "
+    "PRIMARY KEY (transaction_id, application, position)) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS view_version (version INTEGER NOT NULL)",
     f"INSERT INTO view_version (version) SELECT {READ_MODEL_VERSION} "
     "WHERE NOT EXISTS (SELECT 1 FROM view_version)",
@@ -239,6 +261,20 @@ class SQLiteReadModelRecorder(SQLiteFollowerRecorder, ReadModelRecorder):
             c.executemany(
                 "INSERT INTO view_feed_audience (user_id, position) VALUES (?, ?)",
                 audiences,
+            )
+        about = about_transactions(changes.feed)
+        if about:
+            at = paging.timestamp(now())
+            c.executemany(
+                "INSERT INTO view_feed_transactions (transaction_id, position, at) "
+                "VALUES (?, ?, ?)",
+                [(tid.hex, m.position, at) for tid, m in about],
+            )
+        if changes.transaction_events:
+            c.executemany(
+                f"INSERT INTO view_transaction_events ({TRANSACTION_EVENT_COLUMNS}) "
+                "VALUES (?,?,?,?,?,?,?)",
+                [transaction_event_row(e) for e in changes.transaction_events],
             )
 
     def _select(self, statement: str, params: Sequence[object] = ()) -> list[Any]:
@@ -439,6 +475,53 @@ class SQLiteReadModelRecorder(SQLiteFollowerRecorder, ReadModelRecorder):
         rows = self._select("SELECT MAX(position) FROM view_feed")
         return int(rows[0][0] or 0)
 
+    def select_transaction_events(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[TransactionEvent]:
+        """The indexed upstream events of these transactions, by position."""
+        if not transaction_ids:
+            return []
+        marks = ",".join("?" for _ in transaction_ids)
+        rows = self._select(
+            f"SELECT {TRANSACTION_EVENT_COLUMNS} FROM view_transaction_events "
+            f"WHERE transaction_id IN ({marks}) ORDER BY application, position",
+            [t.hex for t in transaction_ids],
+        )
+        return [
+            TransactionEvent(
+                transaction_id=UUID(row["transaction_id"]),
+                application=row["application"],
+                originator_id=UUID(row["originator_id"]),
+                originator_version=int(row["originator_version"]),
+                position=int(row["position"]),
+                type=row["type"],
+                timestamp=datetime.fromisoformat(row["timestamp"]),
+            )
+            for row in rows
+        ]
+
+    def select_transaction_feed(
+        self, transaction_ids: Sequence[UUID]
+    ) -> list[FeedEntry]:
+        """The feed messages about these transactions, in feed order."""
+        if not transaction_ids:
+            return []
+        marks = ",".join("?" for _ in transaction_ids)
+        rows = self._select(
+            "SELECT t.transaction_id, t.at, f.position, f.message, f.audience "
+            "FROM view_feed_transactions t JOIN view_feed f ON f.position=t.position "
+            f"WHERE t.transaction_id IN ({marks}) ORDER BY t.position",
+            [t.hex for t in transaction_ids],
+        )
+        return [
+            FeedEntry(
+                UUID(row["transaction_id"]),
+                datetime.fromisoformat(row["at"]),
+                FeedMessage.decode(row["position"], row["message"], row["audience"]),
+            )
+            for row in rows
+        ]
+
 
 def _cents(amount: Decimal) -> int:
     return int(amount.scaleb(2).to_integral_value())
@@ -499,6 +582,19 @@ def statement_row(e: StatementEntry) -> tuple[object, ...]:
         None if e.counterparty is None else e.counterparty.id.hex,
         *_user(e.initiated_by),
         paging.timestamp(e.at),
+    )
+
+
+def transaction_event_row(e: TransactionEvent) -> tuple[object, ...]:
+    """The index row, in TRANSACTION_EVENT_COLUMNS' order."""
+    return (
+        e.transaction_id.hex,
+        e.application,
+        e.originator_id.hex,
+        e.originator_version,
+        e.position,
+        e.type,
+        paging.timestamp(e.timestamp),
     )
 
 

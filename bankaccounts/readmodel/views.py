@@ -185,6 +185,15 @@ class FeedMessage:
     position: int = 0
     audience: tuple[UUID, ...] = ()
 
+    @property
+    def transaction_id(self) -> UUID | None:
+        """The transaction the message is about (None: it is about no transaction)."""
+        value = self.data.get("transaction_id")
+        transaction = self.data.get("transaction")
+        if value is None and isinstance(transaction, dict):
+            value = transaction.get("id")
+        return UUID(value) if isinstance(value, str) else None
+
     def is_for(self, viewer_id: UUID | None) -> bool:
         """True if the viewer may see it (None: staff, who see everything)."""
         return viewer_id is None or viewer_id in self.audience
@@ -213,6 +222,32 @@ class FeedMessage:
         )
 
 
+@dataclass(frozen=True)
+class TransactionEvent:
+    """An upstream event of a transaction, where it is stored: the timeline's index.
+
+    The interface writes one for each TransactionAppended and ErrorRecorded it
+    processes, so a transaction's events in Accounts are found by its id alone.
+    """
+
+    transaction_id: UUID
+    application: str  # the upstream that stored the event
+    originator_id: UUID
+    originator_version: int
+    position: int  # the event's notification id in that application
+    type: str  # the event class's name
+    timestamp: datetime
+
+
+@dataclass(frozen=True)
+class FeedEntry:
+    """A feed message about a transaction, and when the interface wrote it."""
+
+    transaction_id: UUID
+    at: datetime
+    message: FeedMessage
+
+
 @dataclass
 class ViewChanges:
     """What one processed event, or a page of them, changes in the read model.
@@ -225,13 +260,20 @@ class ViewChanges:
     transactions: list[TransactionView] = field(default_factory=list)
     feed: list[FeedMessage] = field(default_factory=list)
     statement: list[StatementEntry] = field(default_factory=list)
+    transaction_events: list[TransactionEvent] = field(default_factory=list)
     _indexes: dict[int, dict[UUID, int]] = field(
         default_factory=dict, repr=False, compare=False
     )
 
     def __bool__(self) -> bool:
         """True if anything changes."""
-        return bool(self.accounts or self.transactions or self.feed or self.statement)
+        return bool(
+            self.accounts
+            or self.transactions
+            or self.feed
+            or self.statement
+            or self.transaction_events
+        )
 
     def extend(self, other: ViewChanges) -> None:
         """Adds the changes of a later event; its rows replace earlier ones."""
@@ -241,6 +283,7 @@ class ViewChanges:
         )
         self.feed.extend(other.feed)
         self.statement.extend(other.statement)
+        self.transaction_events.extend(other.transaction_events)
 
     def get_account(self, account_id: UUID) -> AccountView | None:
         """The account as these changes leave it, or None if they don't touch it."""

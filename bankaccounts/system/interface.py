@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 from eventsourcing.dispatch import singledispatchmethod
 from eventsourcing.utils import get_topic
 
-from bankaccounts.domainmodel import BankAccount
+from bankaccounts.domainmodel import OPENED_TOPIC, BankAccount
 from bankaccounts.infrastructure import BankApplication
 from bankaccounts.readmodel import (
     AccountRef,
@@ -20,6 +20,7 @@ from bankaccounts.readmodel import (
     POPOReadModelRecorder,
     ReadModelRecorder,
     StatementEntry,
+    TransactionEvent,
     TransactionView,
     ViewChanges,
 )
@@ -42,13 +43,14 @@ if TYPE_CHECKING:
 
     from eventsourcing.application import ProcessingEvent
     from eventsourcing.domain import DomainEventProtocol
-    from eventsourcing.persistence import Recording
+    from eventsourcing.persistence import Recording, Tracking
 
     from bankaccounts.domainmodel import UserRef
     from bankaccounts.exceptions import (
         TransactionError,
     )
     from bankaccounts.readmodel import EntryKind, TransactionKind, TransactionStatus
+    from bankaccounts.system.batching import Job
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +66,7 @@ SAGA_KINDS: dict[type[Saga], TransactionKind] = {
 
 def _topics() -> tuple[str, ...]:
     account_events = [
-        BankAccount.Opened,
+        BankAccount.Created,
         BankAccount.TransactionAppended,
         BankAccount.ErrorRecorded,
         BankAccount.OverdraftLimitSet,
@@ -77,7 +79,8 @@ def _topics() -> tuple[str, ...]:
         Saga.Errored,  # type: ignore[attr-defined]
         AbortedTransaction.Recorded,
     ]
-    return tuple(get_topic(cls) for cls in [*account_events, *saga_events])
+    topics = [get_topic(cls) for cls in [*account_events, *saga_events]]
+    return (*topics, OPENED_TOPIC)  # accounts opened before Created was so named
 
 
 class InterfaceApplication(BankApplication, BatchProcessApplication):
@@ -109,6 +112,8 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         self._listeners: list[Callable[[Sequence[FeedMessage]], None]] = []
         self._listeners_lock = threading.Lock()
         self._rows: RecordedRows | None = None
+        # The tracking of each event of the page being processed, on its thread.
+        self._page = threading.local()
 
     def remember_positions(self) -> None:
         """Remembers its positions, and the rows it recorded last (RecordedRows)."""
@@ -133,6 +138,18 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
                     self._listeners.remove(listener)
 
         return remove
+
+    def process_events(self, jobs: Sequence[Job]) -> None:
+        """Processes a page, each event's policy knowing where the event is stored
+        (for the timeline's index: see _index_transaction_event)."""
+        self._page.tracking = {
+            (event.originator_id, event.originator_version): tracking
+            for event, tracking in jobs
+        }
+        try:
+            super().process_events(jobs)
+        finally:
+            self._page.tracking = {}
 
     def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
         changes: ViewChanges | None = processing_event.saved_kwargs.get("view_changes")
@@ -173,7 +190,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
     ) -> None:
         """Ignores other events."""
 
-    @policy.register(BankAccount.Opened)
+    @policy.register(BankAccount.Created)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
         account = AccountView(
             id=domain_event.originator_id,
@@ -191,8 +208,9 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     @policy.register(BankAccount.TransactionAppended)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._index_transaction_event(domain_event, processing_event)
         account = self._get_account(processing_event, domain_event.originator_id)
-        if account is None:  # pragma: no cover (Opened always comes first)
+        if account is None:  # pragma: no cover (Created always comes first)
             return
         amount: Decimal = domain_event.amount
         account = replace(
@@ -228,6 +246,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     @policy.register(BankAccount.ErrorRecorded)
     def _(self, domain_event: Any, processing_event: ProcessingEvent[UUID]) -> None:
+        self._index_transaction_event(domain_event, processing_event)
         account = self._get_account(processing_event, domain_event.originator_id)
         if account is None:
             return
@@ -312,6 +331,26 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         error = self.describe_error(domain_event.error, processing_event)
         self._finish_transaction(domain_event, processing_event, "failed", error)
 
+    def _index_transaction_event(
+        self, domain_event: Any, processing_event: ProcessingEvent[UUID]
+    ) -> None:
+        """Notes where the event of a transaction is stored, for its timeline."""
+        tracking: Tracking | None = getattr(self._page, "tracking", {}).get(
+            (domain_event.originator_id, domain_event.originator_version)
+        )
+        if domain_event.transaction_id is None or tracking is None:
+            return  # stored before transactions had ids, or not from a page
+        event = TransactionEvent(
+            transaction_id=domain_event.transaction_id,
+            application=tracking.application_name,
+            originator_id=domain_event.originator_id,
+            originator_version=domain_event.originator_version,
+            position=tracking.notification_id,
+            type=type(domain_event).__name__,
+            timestamp=domain_event.timestamp,
+        )
+        _add_changes(processing_event, ViewChanges(transaction_events=[event]))
+
     def _update_account(
         self,
         domain_event: Any,
@@ -321,7 +360,7 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
         **data: Any,
     ) -> None:
         account = self._get_account(processing_event, domain_event.originator_id)
-        if account is None:  # pragma: no cover (Opened always comes first)
+        if account is None:  # pragma: no cover (Created always comes first)
             return
         account = replace(
             account, **changes(account), updated_at=domain_event.timestamp

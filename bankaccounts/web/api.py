@@ -20,6 +20,7 @@ import contextlib
 import csv
 import io
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from uuid import UUID
 
@@ -36,12 +37,13 @@ from fastapi import (
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.routing import APIRoute
-from pydantic import BaseModel, BeforeValidator
+from pydantic import BaseModel, BeforeValidator, Field, WithJsonSchema
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import HTTPConnection
 
 from bankaccounts.deploy.bootstrap import Bank
 from bankaccounts.exceptions import InvalidCursorError
+from bankaccounts.explorer import Explorer, VersionNotFoundError
 from bankaccounts.ids import IDEMPOTENCY_KEY_PATTERN, check_idempotency_key
 from bankaccounts.logs import request_id
 from bankaccounts.readmodel.paging import MAX_CURSOR_LENGTH
@@ -49,6 +51,8 @@ from bankaccounts.usecases import MAX_PAGE, Banking
 from bankaccounts.web.auth import ActorDep
 from bankaccounts.web.feed import FeedHub
 from bankaccounts.web.schemas import (
+    EARLIEST,
+    INSTANT_RULE,
     MAX_SEARCH_LENGTH,
     AccountIn,
     AccountOut,
@@ -66,11 +70,11 @@ from bankaccounts.web.schemas import (
     TransactionOut,
     TransferIn,
     load_json,
+    to_instant,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator
-    from datetime import datetime
 
     from bankaccounts.readmodel import StatementEntry
     from bankaccounts.users import Actor
@@ -311,17 +315,78 @@ def list_accounts(
     return with_next_link(request, [a.to_json() for a in page.items], page.next_cursor)
 
 
+class AccountAtVersionOut(AccountOut):
+    """An account, as it was after its first `version` events if one was asked for."""
+
+    version: int | None = Field(
+        default=None,
+        description="With ?version= or ?at=: how many of its events it reflects",
+    )
+
+
+def to_time_travel_instant(value: Any) -> datetime | None:
+    """?at=: an ISO 8601 date or date-time, as an aware UTC date-time."""
+    if value is None:
+        return None
+    instant = to_instant(value)
+    return EARLIEST if instant is None else instant  # None: before 1900
+
+
+TimeTravelVersion = Annotated[
+    int | None,
+    Query(
+        ge=1,
+        le=2**53,
+        description="The account as it was after its first N events (404 past its "
+        "last); rebuilt from the events and the nearest snapshot",
+    ),
+]
+TimeTravelAt = Annotated[
+    datetime | None,
+    BeforeValidator(to_time_travel_instant),
+    WithJsonSchema({"type": "string", "examples": ["2026-01-31T09:30:00Z"]}),
+    Query(
+        description="The account as it was at this time (404 before it was opened): "
+        + INSTANT_RULE,
+    ),
+]
+
+
 @router.get(
     "/accounts/{account_id}",
     tags=["accounts"],
     response_model=None,
-    responses=answers(404, 422, ok=AccountOut),
+    responses=answers(404, 422, ok=AccountAtVersionOut),
 )
 def get_account(
-    actor: ActorDep, banking: BankingDep, account_id: UUID
+    actor: ActorDep,
+    banking: BankingDep,
+    bank: BankDep,
+    account_id: UUID,
+    version: TimeTravelVersion = None,
+    at: TimeTravelAt = None,
 ) -> dict[str, Any]:
-    """One of the user's accounts (any account, for staff)."""
-    return banking.account(actor, account_id).to_json()
+    """One of the user's accounts (any account, for staff); or as it was (time travel).
+
+    With `version` (N), the account as it was after its first N events; with `at`,
+    as it was at that time; either answer adds `"version"`. Rebuilt from the
+    account's events (not the read model). 404 before the account was opened or
+    past its last version; 422 if both are given.
+    """
+    if version is None and at is None:
+        return banking.account(actor, account_id).to_json()
+    if version is not None and at is not None:
+        raise invalid_query("at", "give version or at, not both")
+    explorer = Explorer(bank, banking)
+    try:
+        if version is not None:
+            past = explorer.account_at_version(actor, account_id, version)
+        else:
+            assert at is not None
+            past = explorer.account_at_time(actor, account_id, at)
+    except VersionNotFoundError as error:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(error)) from None
+    return past.to_json()
 
 
 @router.get(

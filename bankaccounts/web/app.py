@@ -34,7 +34,16 @@ from bankaccounts.exceptions import (
 )
 from bankaccounts.metrics import watch_applications
 from bankaccounts.usecases import Banking
-from bankaccounts.web import api, auth, probes, system, websocket
+from bankaccounts.web import (
+    api,
+    auth,
+    explorer,
+    journey,
+    pages,
+    probes,
+    system,
+    websocket,
+)
 from bankaccounts.web.auth import SESSION_COOKIE, Registration, users_of
 from bankaccounts.web.docs import add_docs
 from bankaccounts.web.feed import FeedHub
@@ -149,8 +158,11 @@ def create_app(
     app.include_router(probes.router)
     app.include_router(auth.router)
     app.include_router(api.router)
+    app.include_router(explorer.router)
     app.include_router(system.router)
+    app.include_router(journey.router)
     app.include_router(websocket.router)
+    app.include_router(pages.router)
     app.mount("/static", StaticFiles(directory=asset_dir("static")), name="static")
     templates = Jinja2Templates(directory=asset_dir("templates"))
     add_docs(app, templates)
