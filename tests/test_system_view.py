@@ -88,7 +88,7 @@ def test_the_cli_table_shows_the_same_figures(client: TestClient) -> None:
     apps = bank.applications()
     statuses = read_statuses(apps)
     views = application_statuses(statuses, max_notification_ids(apps))
-    table = format_table(statuses, max_notification_ids(apps))
+    table = format_table(statuses, max_ids=max_notification_ids(apps))
     lines = table.splitlines()
     section = lines[
         lines.index(next(x for x in lines if x.startswith("APPLICATION"))) :
