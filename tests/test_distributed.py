@@ -462,4 +462,5 @@ def test_status_of_the_embedded_bank(tmp_path: Path) -> None:
         "STATE",
     ]
     assert lines[1].split() == ["Sagas", "Commands", "1", "1", "0", "up", "to", "date"]
-    assert len(lines) == 6
+    assert len(lines) == 7
+    assert lines[6].startswith("Backlog: 0 commands waiting for the Sagas, bound ")
