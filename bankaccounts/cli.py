@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from bankaccounts import logs
 from bankaccounts.backpressure import DEFAULT_MAX_BACKLOG, TARGET_SECONDS
 from bankaccounts.deploy import preflight
+from bankaccounts.deploy.bootstrap import DEFAULT_RUNNER
 from bankaccounts.deploy.worker import WORKER_NAMES
 from bankaccounts.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from bankaccounts.readmodel import ReadModelOutdatedError
@@ -89,12 +90,13 @@ def build_parser(values: Mapping[str, object] | None = None) -> argparse.Argumen
         add_data_dir(serve)
         serve.add_argument(
             "--runner",
-            choices=["pipeline", "single", "multi", "ray"],
-            default=env("RUNNER", "pipeline"),
-            help="pipeline (the default): a request records its command and a "
-            "thread per process application processes pages of events; the "
-            "library's SingleThreadedRunner (the whole pipe in the request's "
-            "thread) or MultiThreadedRunner; or ray: each application in a Ray "
+            choices=["single", "pipeline", "multi", "ray"],
+            default=env("RUNNER", DEFAULT_RUNNER),
+            help="single (the default): the library's SingleThreadedRunner, the "
+            "whole pipe in the request's thread; pipeline: a request records its "
+            "command and a thread per process application processes pages of "
+            "events (faster; a client may not read its own writes at once); the "
+            "library's MultiThreadedRunner; or ray: each application in a Ray "
             "actor (a local Ray, or the cluster in RAY_ADDRESS; needs the ray extra)",
         )
         serve.add_argument(

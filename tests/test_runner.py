@@ -34,11 +34,11 @@ def runner(persistence_env: dict[str, str]) -> Iterator[Runner[Any]]:
 
 
 class TestPipelineRunner(SystemScenarios):
-    """Every scenario of the system, under the embedded default runner."""
+    """Every scenario of the system, under the pipeline runner."""
 
 
-def test_the_embedded_default_is_the_pipeline() -> None:
-    assert DEFAULT_RUNNER == "pipeline"
+def test_the_embedded_default_reads_its_own_writes() -> None:
+    assert DEFAULT_RUNNER == "single"
 
 
 def test_a_failing_pull_leaves_the_follower_running(
