@@ -225,7 +225,7 @@ def run(options: Options) -> Result:
         )
     return Result(
         key=KEY,
-        title="12. A transaction's timeline in small and large stores",
+        title="14. A transaction's timeline in small and large stores",
         description=(
             "A transfer made by the running system; the median time of its "
             f"timeline (`Journeys.timeline`, {rounds} reads after 10 warm-up "

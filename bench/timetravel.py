@@ -194,7 +194,7 @@ def run(options: Options) -> Result:
                 )
     return Result(
         key=KEY,
-        title="11. Time travel: the state at version N of a long history",
+        title="13. Time travel: the state at version N of a long history",
         description=(
             f"An account of {count:,} events with a snapshot every 100; the median "
             f"cost of rebuilding it as it was at versions "
