@@ -20,10 +20,11 @@ shown as the explorer shows them (explorer.event_json).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bankaccounts.domainmodel import RejectedTransaction
+from bankaccounts.domainmodel import BankAccount, RejectedTransaction
+from bankaccounts.exceptions import AccountNotFoundError
 from bankaccounts.explorer import event_json
 from bankaccounts.storedevents import (
     select_aggregate_notifications,
@@ -64,7 +65,8 @@ class Step:
     timestamp: datetime
     position: int  # notification id in the application (Interface: feed position)
     originator_id: UUID
-    originator_version: int | None  # None for a feed message
+    # None for a feed message, and for another's account's event to a customer.
+    originator_version: int | None
     aggregate: str | None  # the aggregate class's name (None for a feed message)
     data: dict[str, Any]
 
@@ -147,7 +149,37 @@ class Journeys:
             # A message shows an account's balance to its owner alone.
             if entry.message.is_for(viewer_id)
         )
+        if not actor.is_staff:
+            steps = self._as_seen_by(actor, steps)
         return Timeline(transaction_id, sorted(steps, key=lambda step: step.order))
+
+    def _as_seen_by(self, actor: Actor, steps: list[Step]) -> list[Step]:
+        """The steps with another's account's versions left out (None).
+
+        A customer sees the debit or credit on the other account of a transfer, as
+        their statement does, but not that account's version: how many events it
+        has had is its owner's business, not theirs.
+        """
+        own: dict[UUID, bool] = {}
+
+        def is_own(account_id: UUID) -> bool:
+            if account_id not in own:
+                try:
+                    self.banking.account(actor, account_id)
+                except AccountNotFoundError:
+                    own[account_id] = False
+                else:
+                    own[account_id] = True
+            return own[account_id]
+
+        return [
+            replace(step, originator_version=None)
+            if step.application == "Accounts"
+            and step.aggregate == BankAccount.__name__
+            and not is_own(step.originator_id)
+            else step
+            for step in steps
+        ]
 
 
 def _view(apps: Mapping[str, Application[Any]]) -> ReadModelRecorder:

@@ -51,7 +51,8 @@ def get_timeline(
     step's `position` is the event's notification id in its application (for
     Interface, the feed position; its `originator_version` is null), `type` the
     event's name, `aggregate` its aggregate's class, `data` its attributes. A
-    customer sees only transactions touching their own accounts (404 otherwise).
+    customer sees only transactions touching their own accounts (404 otherwise),
+    and not the version of the other account of a transfer (null).
     """
     timeline = Journeys(bank, banking).timeline(actor, transaction_id)
     if timeline is None:

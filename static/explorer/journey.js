@@ -201,7 +201,8 @@ export function explain(step, { withError = true } = {}) {
   if (lane === "Accounts") {
     if (step.type === "TransactionAppended") {
       const amount = data.amount ? ` ${String(data.amount).startsWith("-") ? "debited" : "credited"} ${String(data.amount).replace(/^-/, "")}` : "";
-      return `The BankAccount${amount}${data.is_refund ? " (a refund)" : ""}: version ${step.originator_version}.`;
+      const version = step.originator_version != null ? `: version ${step.originator_version}` : "";
+      return `The BankAccount${amount}${data.is_refund ? " (a refund)" : ""}${version}.`;
     }
     if (step.type === "ErrorRecorded") return `The BankAccount refused it${errorOf(data) ? `: ${errorOf(data)}` : ""}.`;
     if (aggregate === "RejectedTransaction") return `No such account${errorOf(data) ? `: ${errorOf(data)}` : ""}.`;
