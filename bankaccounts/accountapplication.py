@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import threading
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, cast
 
 from eventsourcing.application import AggregateNotFoundError
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
     from decimal import Decimal
     from uuid import UUID
 
-    from eventsourcing.application import Application
+    from eventsourcing.application import Application, ProcessingEvent
     from eventsourcing.domain import MutableOrImmutableAggregate
+    from eventsourcing.persistence import Recording
+    from eventsourcing.utils import EnvType
 
 T = TypeVar("T")
 
@@ -90,6 +93,26 @@ class AccountApplication(BankApplication):
     snapshotting_intervals: ClassVar[
         dict[type[MutableOrImmutableAggregate[UUID]], int]
     ] = {BankAccount: 100}
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        """Remembers, per thread, where its last write landed in its log."""
+        super().__init__(env)
+        self._written = threading.local()
+
+    def _record(self, processing_event: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        recordings = super()._record(processing_event)
+        if recordings:
+            self._written.position = recordings[-1].notification.id
+        return recordings
+
+    def last_written_position(self) -> int | None:
+        """The notification id of the last event this thread recorded (or None).
+
+        A client that wrote an account waits for a follower (the read model) to
+        have processed that far before it is answered: it reads its own writes.
+        """
+        position: int | None = getattr(self._written, "position", None)
+        return position
 
     def writing(self) -> contextlib.AbstractContextManager[object]:
         """Guards a read-modify-write of accounts; subclasses with threads lock it."""

@@ -93,6 +93,10 @@ class BankPort(Protocol):
         """Keeps the read model."""
         ...
 
+    def wait_for_read_model(self) -> bool:
+        """Waits (bounded) until the read model shows this thread's account write."""
+        ...
+
 
 @dataclass(frozen=True)
 class Page(Generic[T]):
@@ -180,6 +184,7 @@ class Banking:
         accounts = self.bank.accounts
         account_id = accounts.create_account(name, owner=actor.ref)
         self._remember(account_id, actor.ref)
+        self.bank.wait_for_read_model()  # it is listed when the answer comes
         return AccountView.from_account(accounts.get_account(account_id))
 
     def account(self, actor: Actor, account_id: UUID) -> AccountView:
@@ -228,6 +233,7 @@ class Banking:
         self._check_account(actor, account_id)
         accounts = self.bank.accounts
         accounts.set_overdraft_limit(account_id, limit)
+        self.bank.wait_for_read_model()
         return AccountView.from_account(accounts.get_account(account_id))
 
     def close_account(self, actor: Actor, account_id: UUID) -> AccountView:
@@ -253,7 +259,9 @@ class Banking:
                 accounts.save(account)
                 return account
 
-        return AccountView.from_account(retry_on_conflict(accounts, write))
+        closed = retry_on_conflict(accounts, write)
+        self.bank.wait_for_read_model()
+        return AccountView.from_account(closed)
 
     def statement(
         self,

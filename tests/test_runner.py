@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import uuid4
 
 import pytest
 
+from bankaccounts.deploy import bootstrap
 from bankaccounts.deploy.bootstrap import DEFAULT_RUNNER, Bank
 from bankaccounts.deploy.runner import PipelineRunner
 from bankaccounts.system.accounts import Accounts
@@ -16,6 +19,8 @@ from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
 from bankaccounts.system.sagas import Sagas
+from bankaccounts.usecases import Banking
+from bankaccounts.users import Actor
 from tests.test_system import SystemScenarios
 from tests.waiting import wait_for
 
@@ -37,8 +42,108 @@ class TestPipelineRunner(SystemScenarios):
     """Every scenario of the system, under the pipeline runner."""
 
 
-def test_the_embedded_default_reads_its_own_writes() -> None:
-    assert DEFAULT_RUNNER == "single"
+def test_the_embedded_default_is_the_pipeline() -> None:
+    assert DEFAULT_RUNNER == "pipeline"
+    assert Bank().runner.__class__ is PipelineRunner
+
+
+def test_a_saga_ends_in_the_read_model_after_the_account_change_it_caused(
+    sqlite_env: dict[str, str],
+) -> None:
+    """The interface follows Accounts and Sagas apart, yet in causal order.
+
+    Each feed message that says a deposit succeeded is delivered right after the
+    interface committed it; the balance the read model shows then already has
+    every deposit that has been said to succeed (a client that waited for its
+    transaction reads the balance it made).
+    """
+    bank = Bank(sqlite_env, runner="pipeline")
+    bank.start()
+    try:
+        account = bank.accounts.create_account()
+        view = bank.interface.view
+        succeeded: set[Any] = set()
+        behind: list[tuple[int, Decimal]] = []
+
+        def listener(messages: Any) -> None:
+            for message in messages:
+                if message.type == "transaction_succeeded":
+                    succeeded.add(message.transaction_id)
+                    shown = view.get_account(account)
+                    balance = shown.balance if shown else Decimal(0)
+                    if balance < len(succeeded):
+                        behind.append((len(succeeded), balance))
+
+        bank.add_feed_listener(listener)
+        commands = bank.commands
+
+        def client(count: int) -> None:
+            for _ in range(count):
+                commands.deposit_funds(account, Decimal("1.00"))
+
+        clients = [threading.Thread(target=client, args=(50,)) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        wait_for(lambda: len(succeeded) == 200, message="the deposits did not end")
+        assert behind == []
+        shown = view.get_account(account)
+        assert shown is not None
+        assert shown.balance == Decimal(200)
+    finally:
+        bank.stop()
+
+
+@pytest.mark.parametrize("runner_name", ["pipeline", "single", "multi"])
+def test_a_client_reads_the_accounts_it_writes(
+    sqlite_env: dict[str, str], runner_name: str
+) -> None:
+    """Opened, limited, closed: the read model shows it when the use case returns."""
+    bank = Bank(sqlite_env, runner=runner_name)
+    bank.start()
+    try:
+        banking = Banking(bank)
+        alice = Actor(uuid4(), "alice", "customer")
+        for number in range(20):
+            opened = banking.open_account(alice, f"Savings {number}")
+            listed = banking.list_accounts(alice, limit=100).items
+            assert opened.id in [account.id for account in listed]
+            banking.set_overdraft_limit(alice, opened.id, Decimal(number))
+            shown = bank.interface.view.get_account(opened.id)
+            assert shown is not None
+            assert shown.overdraft_limit == Decimal(number)
+            banking.close_account(alice, opened.id)
+            shown = bank.interface.view.get_account(opened.id)
+            assert shown is not None
+            assert shown.is_closed
+    finally:
+        bank.stop()
+
+
+def test_a_write_is_answered_when_the_read_model_is_stuck(
+    sqlite_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wait for the read model is bounded: a stuck interface delays, never hangs."""
+    monkeypatch.setattr(bootstrap, "READ_YOUR_WRITES_TIMEOUT", 0.2)
+    bank = Bank(sqlite_env, runner="pipeline")
+    bank.start()
+    try:
+        interface = bank.interface
+        interface.view  # noqa: B018 (made before the interface stops following)
+        thread = bank.runner.threads[interface.name]  # type: ignore[attr-defined]
+        thread.stop()
+        thread.join(timeout=10)
+        banking = Banking(bank)
+        alice = Actor(uuid4(), "alice", "customer")
+        started = time.monotonic()
+        opened = banking.open_account(alice, "Stuck")
+        assert time.monotonic() - started >= 0.2
+        assert opened.name == "Stuck"
+        assert banking.account(alice, opened.id).id == opened.id  # from the aggregate
+        assert not bank.wait_for_read_model()
+    finally:
+        bank.stop()
 
 
 def test_a_failing_pull_leaves_the_follower_running(

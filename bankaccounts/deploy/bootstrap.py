@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 from eventsourcing.system import MultiThreadedRunner, Runner, SingleThreadedRunner
 
+from bankaccounts.accountapplication import AccountApplication
 from bankaccounts.deploy.catchup import CatchUp, interval_from_environment
 from bankaccounts.deploy.readiness import DatabaseCheck
 from bankaccounts.deploy.runner import PipelineRunner
 from bankaccounts.deploy.status import read_statuses
 from bankaccounts.infrastructure import sqlite_env
 from bankaccounts.system.accounts import Accounts
+from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import Commands
 from bankaccounts.system.definition import BankAccountSystem
 from bankaccounts.system.interface import InterfaceApplication
@@ -48,12 +50,15 @@ RUNNERS: dict[str, Callable[[BankAccountSystem, Mapping[str, str]], Runner[Any]]
     "multi": MultiThreadedRunner,
     "ray": _ray_runner,
 }
-#: The embedded server's runner (`serve --runner`, BANKACCOUNTS_RUNNER). The single-
-#: threaded runner, for now: a client reads its own writes (an account just opened is
-#: listed; after ?wait=true the balance shows the transaction). The pipeline runner
-#: processes several times faster but does not promise that yet: the interface may
-#: record a saga's end before the account's change that caused it.
-DEFAULT_RUNNER = "single"
+#: The embedded server's runner (`serve --runner`, BANKACCOUNTS_RUNNER): a thread per
+#: follower, batching what arrives while it commits (deploy/runner.py). A client
+#: still reads its own writes: the interface follows Accounts and Sagas in causal
+#: order (after ?wait=true the balance shows the transaction), and a write of an
+#: account waits for its row (an account just opened is listed).
+DEFAULT_RUNNER = "pipeline"
+#: How long a client's write of an account (open, limit, close) waits for the read
+#: model to show it, before it is answered anyway (the read model being stuck).
+READ_YOUR_WRITES_TIMEOUT = 5.0
 APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
 #: The application of users and tokens: next to the system, not part of it.
 USERS_NAME = Users.name
@@ -151,7 +156,7 @@ class Bank:
     def __init__(
         self,
         env: Mapping[str, str] | None = None,
-        runner: str = "single",
+        runner: str = DEFAULT_RUNNER,
         *,
         catch_up_interval: float | None = None,
     ):
@@ -228,6 +233,28 @@ class Bank:
     ) -> Callable[[], None]:
         """Calls listener with each batch of new feed messages; returns a remover."""
         return self.interface.add_feed_listener(listener)
+
+    def wait_for_read_model(self) -> bool:
+        """Waits (bounded) until the read model shows this thread's last account write.
+
+        So a client reads its own writes: an account it opened is listed, a limit it
+        set shown, whichever runner (or process) keeps the read model. True if it
+        does; False if READ_YOUR_WRITES_TIMEOUT passed first (the answer then
+        comes from the aggregate, and the list follows). Applications in Ray
+        actors are not waited for.
+        """
+        accounts: Any = self.accounts
+        interface: Any = self.interface
+        if not isinstance(accounts, AccountApplication) or not isinstance(
+            interface, BatchProcessApplication
+        ):
+            return True
+        position = accounts.last_written_position()
+        if position is None:
+            return True
+        return interface.wait_for_position(
+            accounts.name, position, READ_YOUR_WRITES_TIMEOUT
+        )
 
     def follower_statuses(self) -> list[FollowerStatus]:
         """Each follower's position, lag and failure, in each of its upstreams."""

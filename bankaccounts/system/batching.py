@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
+from eventsourcing.application import LocalNotificationLog, ProcessingEvent
 from eventsourcing.domain import MetaAggregate
 from eventsourcing.persistence import ConnectionPoolClosedError, PersistenceError
 from eventsourcing.popo import POPOFactory
@@ -29,10 +31,11 @@ from bankaccounts.system.postgres import PostgresFollowerRecorder
 from bankaccounts.system.sqlite import SQLiteFollowerRecorder
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
     from eventsourcing.persistence import Notification, Tracking
+    from eventsourcing.utils import EnvType
 
 Job = tuple["DomainEventProtocol[UUID]", "Tracking"]
 
@@ -111,6 +114,21 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     )
     #: A topic: the MySQL recorders need the optional `mysql` extra.
     mysql_recorder: ClassVar[str] = "bankaccounts.system.mysql:MySQLFollowerRecorder"
+    #: Causal order for a runner that follows upstreams apart (PipelineRunner): the
+    #: upstreams whose events are processed, up to their ends, before each page of
+    #: the named upstream is processed up to where it ended before them. For an
+    #: upstream that follows the others, whatever caused its page is then processed
+    #: first (the interface shows an account's change before the saga's end).
+    processed_first: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: How often wait_for_position reads the recorded position while it waits for
+    #: a page that another process (or a runner's other object) records.
+    POSITION_POLL_INTERVAL = 0.01
+
+    def __init__(self, env: EnvType | None = None) -> None:
+        """Keeps what it has processed, for clients waiting to read their writes."""
+        super().__init__(env)
+        self._processed: dict[str, int] = {}
+        self._progress = threading.Condition()
 
     def construct_recorder(self) -> FollowerRecorder:
         """The library's process recorder with the page guard and failures record."""
@@ -220,8 +238,9 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         if self._positions is not None:
             self._positions.pop(leader_name, None)
 
-    def process_next_page(self, leader_name: str) -> bool:
-        """Pulls and processes one page of the upstream; True if more may wait.
+    def process_next_page(self, leader_name: str, stop: int | None = None) -> bool:
+        """Pulls and processes one page of the upstream (up to stop); True if more
+        may wait.
 
         Fails as pull_and_process does (logged, not raised; the position is read
         again at the next pull). A runner that calls it in turn for each prompted
@@ -229,9 +248,11 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         """
         try:
             start = self.recorded_position(leader_name)
+            if stop is not None and (start or 0) >= stop:
+                return False
             notifications = next(
                 self.pull_notifications(
-                    leader_name, start=start, inclusive_of_start=False
+                    leader_name, start=start, stop=stop, inclusive_of_start=False
                 ),
                 [],
             )
@@ -255,7 +276,39 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             position = jobs[-1][1].notification_id
             if self._positions is not None:
                 self._positions[leader_name] = position
+            with self._progress:
+                self._processed[leader_name] = position
+                self._progress.notify_all()
             self.note_progress(leader_name, position)
+
+    def wait_for_position(self, upstream: str, position: int, timeout: float) -> bool:
+        """Waits until it has processed the upstream up to position; False on timeout.
+
+        Pages processed in this process wake it at once; otherwise (the follower
+        runs in another process: a worker, a Ray actor) it reads the recorded
+        position every POSITION_POLL_INTERVAL.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._progress:
+                if self._processed.get(upstream, 0) >= position:
+                    return True
+            if (self.recorder.max_tracking_id(upstream) or 0) >= position:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            with self._progress:
+                if self._processed.get(upstream, 0) >= position:
+                    return True
+                self._progress.wait(min(left, self.POSITION_POLL_INTERVAL))
+
+    def leader_position(self, leader_name: str) -> int | None:
+        """The upstream's last notification id (0: none yet; None: a remote log)."""
+        log = self.readers[leader_name].notification_log
+        if isinstance(log, LocalNotificationLog):
+            return log.recorder.max_notification_id() or 0
+        return None
 
     def note_failure(
         self, upstream: str, position: int, event: str, cause: BaseException

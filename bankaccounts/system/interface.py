@@ -26,11 +26,13 @@ from bankaccounts.readmodel import (
 )
 from bankaccounts.readmodel.postgres import PostgresReadModelRecorder
 from bankaccounts.readmodel.sqlite import SQLiteReadModelRecorder
+from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.sagas import (
     AbortedTransaction,
     DepositFundsSaga,
     Saga,
+    Sagas,
     TransferFundsSaga,
     WithdrawFundsSaga,
 )
@@ -94,6 +96,8 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     name = "Interface"
     topics = _topics()
+    # A saga ends after the account changes it asked for: those are shown first.
+    processed_first = {Sagas.name: (Accounts.name,)}
     # Process recorders that also write the read model, in each store.
     popo_recorder = POPOReadModelRecorder
     sqlite_recorder = SQLiteReadModelRecorder
