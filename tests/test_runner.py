@@ -255,3 +255,21 @@ def test_bank_with_the_pipeline_runner_stops_cleanly(
     finally:
         bank.stop()
     assert not any(thread.is_alive() for thread in threads)
+
+
+def test_a_clean_stop_finishes_what_was_recorded(sqlite_env: dict[str, str]) -> None:
+    """Stopped right after a burst of commands, every follower is up to date."""
+    bank = Bank(sqlite_env, runner="pipeline", catch_up_interval=60)
+    bank.start()
+    try:
+        account = bank.accounts.create_account()
+        for _ in range(300):
+            bank.commands.deposit_funds(account, Decimal("1.00"))
+    finally:
+        bank.stop()
+    statuses = Bank(sqlite_env, runner="single").follower_statuses()
+    assert [(s.follower, s.upstream, s.lag) for s in statuses if s.lag] == []
+    reopened = Bank(sqlite_env, runner="single")
+    shown = reopened.interface.view.get_account(account)
+    assert shown is not None
+    assert shown.balance == Decimal(300)

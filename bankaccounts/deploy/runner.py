@@ -25,7 +25,10 @@ one:
 - a failure never ends a follower's thread: it is logged (and recorded for
   `status`) by the follower, which resumes from its recorded position at the next
   prompt or catch-up;
-- stop() lets each thread finish the page it is in before the applications close.
+- stop() first lets the followers finish the work already recorded (at most
+  DRAIN_TIMEOUT: after a clean stop every follower is up to date, as after the
+  single-threaded runner), then each thread the page it is in, then the
+  applications close.
 
 Durability is unchanged: every page is one transaction with its tracking record,
 committed with the store's full sync. Recording a command still commits before the
@@ -35,6 +38,7 @@ request is answered.
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any, cast
 
 from eventsourcing.system import (
@@ -57,6 +61,10 @@ logger = logging.getLogger(__name__)
 
 #: How long stop() waits for a follower to finish the page it is processing.
 STOP_TIMEOUT = 30.0
+#: How long stop() lets the followers work on what was recorded before it.
+DRAIN_TIMEOUT = 10.0
+#: How often stop() looks whether the followers have finished.
+DRAIN_POLL_INTERVAL = 0.005
 
 
 class FollowerThread(MultiThreadedRunnerThread[Any]):
@@ -66,6 +74,10 @@ class FollowerThread(MultiThreadedRunnerThread[Any]):
         """Follows for the runner; names the thread after the follower."""
         super().__init__(follower=follower, has_errored=has_errored)
         self.name = f"bankaccounts-{follower.name.lower()}"
+        #: True while it works on prompts taken; `generation` counts every start
+        #: and end of such work (so a look at all threads can tell it was still).
+        self.is_busy = False
+        self.generation = 0
 
     def run(self) -> None:
         """Waits for prompts; processes a page per prompted upstream in turn."""
@@ -75,13 +87,19 @@ class FollowerThread(MultiThreadedRunnerThread[Any]):
             with self.prompted_names_lock:
                 names = self.prompted_names
                 self.prompted_names = []
+                self.is_busy = True
+                self.generation += 1
                 self.is_prompted.clear()
-            for name in names:
-                if self.is_stopping.is_set():
-                    return
-                if self._process_page(name):
-                    # A full page: more may wait; the other upstreams go first.
-                    self.receive_recording_event(RecordingEvent(name, [], None))
+            try:
+                for name in names:
+                    if self.is_stopping.is_set():
+                        return
+                    if self._process_page(name):
+                        # A full page: more may wait; the other upstreams go first.
+                        self.receive_recording_event(RecordingEvent(name, [], None))
+            finally:
+                self.is_busy = False
+                self.generation += 1
 
     def _process_page(self, leader_name: str) -> bool:
         """One page of the upstream; True if more may wait. Never raises."""
@@ -158,8 +176,35 @@ class PipelineRunner(MultiThreadedRunner[Any]):
             follower.follow(leader.name, leader.notification_log)
             leader.lead(self.threads[follower.name])
 
+    def drain(self, timeout: float = DRAIN_TIMEOUT) -> bool:
+        """Waits until no follower has work left; False if timeout passed first."""
+        deadline = time.monotonic() + timeout
+        threads = [
+            thread
+            for thread in self.threads.values()
+            if isinstance(thread, FollowerThread) and not thread.is_stopping.is_set()
+        ]
+        while True:
+            generations = [thread.generation for thread in threads]
+            still = not any(t.is_busy or t.is_prompted.is_set() for t in threads)
+            if still and generations == [thread.generation for thread in threads]:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(DRAIN_POLL_INTERVAL)
+
     def stop(self) -> None:
-        """Stops the threads after their current page; closes the applications."""
+        """Lets the followers finish, stops their threads, closes the applications.
+
+        The followers first work on what was recorded (at most DRAIN_TIMEOUT), then
+        each thread finishes the page it is in.
+        """
+        if self.is_started and not self.drain():
+            logger.warning(
+                "the followers still had work after %.0f s; it is carried out at "
+                "the next start",
+                DRAIN_TIMEOUT,
+            )
         threads = list(self.threads.values())
         for thread in threads:
             thread.stop()
