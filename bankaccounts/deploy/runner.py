@@ -14,12 +14,12 @@ one:
   upstreams, so that a busy Commands log does not hold up the Accounts events that
   finish the sagas already under way; while it commits, the prompts gather, and its
   next page carries every event that arrived meanwhile (one commit for many);
-- a follower that follows upstreams which follow one another processes them in
-  causal order (`BatchProcessApplication.processed_first`): the interface reads
-  where Sagas' log ends, processes Accounts' events up to where its log ends
-  then, and only then Sagas' page up to the first end; so a saga's end is never
-  shown before the account's change that caused it, and a client that waited
-  for its transaction reads the balance that it made;
+- a follower of upstreams that follow one another takes them together
+  (`BatchProcessApplication.processed_together`): the interface's page holds
+  Accounts' and Sagas' new events merged in the order they happened, in one
+  commit; so a saga's end is never shown before the account's change that
+  caused it (a client that waited for its transaction reads the balance that it
+  made), and the feed tells a transaction's steps in their order;
 - a follower remembers the position it recorded in each upstream
   (`BatchProcessApplication.remember_positions`), so a pull costs no query for it;
 - a failure never ends a follower's thread: it is logged (and recorded for
@@ -90,6 +90,11 @@ class FollowerThread(MultiThreadedRunnerThread[Any]):
                 self.is_busy = True
                 self.generation += 1
                 self.is_prompted.clear()
+            together = getattr(self.follower, "processed_together", ())
+            if together:  # one page takes them all
+                names = [n for n in names if n not in together] + [
+                    n for n in together if n in names
+                ][:1]
             try:
                 for name in names:
                     if self.is_stopping.is_set():
@@ -106,9 +111,8 @@ class FollowerThread(MultiThreadedRunnerThread[Any]):
         follower = self.follower
         try:
             if isinstance(follower, BatchProcessApplication):
-                causes = follower.processed_first.get(leader_name, ())
-                if causes:
-                    return self._process_in_causal_order(follower, leader_name, causes)
+                if leader_name in follower.processed_together:
+                    return follower.process_together()
                 return follower.process_next_page(leader_name)
             follower.pull_and_process(leader_name)
         except Exception:
@@ -121,27 +125,6 @@ class FollowerThread(MultiThreadedRunnerThread[Any]):
                 leader_name,
             )
         return False
-
-    def _process_in_causal_order(
-        self,
-        follower: BatchProcessApplication,
-        leader_name: str,
-        causes: tuple[str, ...],
-    ) -> bool:
-        """The causes up to their ends, then a page of the leader up to its end before.
-
-        Every event of the leader up to the end read first was recorded after what
-        caused it, which the causes' ends, read after, include. A cause that cannot
-        be processed (logged by the follower) does not hold up the leader.
-        """
-        stop = follower.leader_position(leader_name)
-        for cause in causes:
-            cause_stop = follower.leader_position(cause)
-            while not self.is_stopping.is_set() and follower.process_next_page(
-                cause, stop=cause_stop
-            ):
-                pass
-        return follower.process_next_page(leader_name, stop=stop)
 
 
 class PipelineRunner(MultiThreadedRunner[Any]):

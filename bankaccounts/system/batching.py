@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sys
 import threading
@@ -31,7 +32,7 @@ from bankaccounts.system.postgres import PostgresFollowerRecorder
 from bankaccounts.system.sqlite import SQLiteFollowerRecorder
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     from eventsourcing.domain import DomainEventProtocol, MutableOrImmutableAggregate
     from eventsourcing.persistence import Notification, Tracking
@@ -114,12 +115,16 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     )
     #: A topic: the MySQL recorders need the optional `mysql` extra.
     mysql_recorder: ClassVar[str] = "bankaccounts.system.mysql:MySQLFollowerRecorder"
-    #: Causal order for a runner that follows upstreams apart (PipelineRunner): the
-    #: upstreams whose events are processed, up to their ends, before each page of
-    #: the named upstream is processed up to where it ended before them. For an
-    #: upstream that follows the others, whatever caused its page is then processed
-    #: first (the interface shows an account's change before the saga's end).
-    processed_first: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: Upstreams that follow one another, processed together by a runner that
+    #: follows upstreams apart (PipelineRunner): one page takes each one's new
+    #: events, merged in the order they happened (their timestamps; each
+    #: upstream's own order kept), in one commit. Their ends are read last one
+    #: first (every event up to the interface's Sagas end was caused by events up
+    #: to the Accounts end read after it), and a page of an upstream that is cut
+    #: at the page size cuts the merge where it ends. So nothing is processed
+    #: before what caused it: the interface shows an account's change before the
+    #: saga's end, and the feed tells a transaction's steps in their order.
+    processed_together: ClassVar[tuple[str, ...]] = ()
     #: How often wait_for_position reads the recorded position while it waits for
     #: a page that another process (or a runner's other object) records.
     POSITION_POLL_INTERVAL = 0.01
@@ -273,13 +278,62 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         )
         if jobs:
             self.process_events(jobs)
-            position = jobs[-1][1].notification_id
+            self._processed_up_to(jobs)
+
+    def _processed_up_to(self, jobs: Sequence[Job]) -> None:
+        """Remembers each upstream's last position in the page just recorded."""
+        positions = {tracking.application_name: tracking for _, tracking in jobs}
+        for name, tracking in positions.items():
             if self._positions is not None:
-                self._positions[leader_name] = position
+                self._positions[name] = tracking.notification_id
             with self._progress:
-                self._processed[leader_name] = position
+                self._processed[name] = tracking.notification_id
                 self._progress.notify_all()
-            self.note_progress(leader_name, position)
+            self.note_progress(name, tracking.notification_id)
+
+    def process_together(self) -> bool:
+        """One page of the upstreams in processed_together; True if more may wait.
+
+        Fails as process_next_page does (logged, not raised).
+        """
+        names = self.processed_together
+        try:
+            stops = {name: self.leader_position(name) for name in reversed(names)}
+            pages: list[list[Job]] = []
+            cut_after: list[Job] = []
+            for name in names:
+                start, stop = self.recorded_position(name), stops[name]
+                if stop is not None and (start or 0) >= stop:
+                    continue
+                notifications = next(
+                    self.pull_notifications(
+                        name, start=start, stop=stop, inclusive_of_start=False
+                    ),
+                    [],
+                )
+                jobs = self.convert_notifications(
+                    name, self.filter_received_notifications(notifications)
+                )
+                pages.append(jobs)
+                if jobs and len(notifications) >= self.pull_section_size:
+                    cut_after.append(jobs[-1])  # more of it may follow: cut there
+            merged = list(heapq.merge(*pages, key=_event_time))
+            ends = {id(job) for job in cut_after}
+            for index, job in enumerate(merged):
+                if id(job) in ends:
+                    del merged[index + 1 :]
+                    break
+            if merged:
+                self.process_events(merged)
+                self._processed_up_to(merged)
+        except BaseException as error:
+            for name in names:
+                self.forget_position(name)
+            if not isinstance(error, Exception):
+                raise
+            self._log_failure(",".join(names), error)
+            return False
+        return bool(cut_after)
 
     def wait_for_position(self, upstream: str, position: int, timeout: float) -> bool:
         """Waits until it has processed the upstream up to position; False on timeout.
@@ -422,10 +476,13 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     def _process_page(self, jobs: Sequence[Job]) -> None:
         with self.processing_lock:
             processing_event = PageProcessingEvent(tracking=jobs[-1][1])
-            if len(jobs) > 1:
+            guards = _page_guards(jobs)
+            if guards:
                 # The first event's tracking too: the page is refused if another
                 # instance has recorded any of it (see followers.py).
-                processing_event.saved_kwargs[PAGE_START] = jobs[0][1]
+                processing_event.saved_kwargs[PAGE_START] = (
+                    guards[0] if len(guards) == 1 else guards
+                )
             for domain_event, _ in jobs:
                 self.policy(domain_event, processing_event)
             recordings = self._record(processing_event)
@@ -438,3 +495,31 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     def collected(processing_event: ProcessingEvent[UUID], aggregate_id: UUID) -> Any:
         """The aggregate as an earlier event of the page left it, or None."""
         return processing_event.aggregates.get(aggregate_id)
+
+
+def _event_time(job: Job) -> Any:
+    """When the job's event happened (the order of a merged page)."""
+    event: Any = job[0]
+    return event.timestamp
+
+
+def _page_guards(jobs: Sequence[Job]) -> list[Tracking]:
+    """The tracking records a page writes before its own (see followers.PAGE_START).
+
+    Each upstream's first, if it has more than one event in the page, and the last
+    of each upstream whose record is not the page's own.
+    """
+    firsts: dict[str, Tracking] = {}
+    lasts: dict[str, Tracking] = {}
+    for _, tracking in jobs:
+        firsts.setdefault(tracking.application_name, tracking)
+        lasts[tracking.application_name] = tracking
+    own = jobs[-1][1].application_name
+    guards = []
+    for name, first in firsts.items():
+        last = lasts[name]
+        if first.notification_id != last.notification_id:
+            guards.append(first)
+        if name != own:
+            guards.append(last)
+    return guards

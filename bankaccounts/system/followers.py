@@ -16,17 +16,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from eventsourcing.persistence import ProcessRecorder
+from eventsourcing.persistence import IntegrityError, ProcessRecorder, Tracking
 from eventsourcing.popo import POPOProcessRecorder
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventsourcing.persistence import StoredEvent, Tracking
+    from eventsourcing.persistence import StoredEvent
 
 #: The insert_events() keyword that carries the tracking record of a page's first
 #: event: recorded before the last event's, it is refused unless the recorded
-#: position is below the page.
+#: position is below the page. For a page of several upstreams' events (see
+#: BatchProcessApplication.processed_together) a list: each upstream's first, and
+#: the last of each upstream but the one whose record is the page's own.
 PAGE_START = "page_start"
 #: The failures table's columns, in FollowerFailure's order (both stores' tables).
 FAILURE_COLUMNS = (
@@ -77,6 +79,16 @@ class FollowerRecorder(ProcessRecorder, ABC):
         """Every failure recorded (none if the table does not exist yet)."""
 
 
+def page_trackings(kwargs: dict[str, Any]) -> list[Tracking]:
+    """The tracking records to write before the page's own (see PAGE_START)."""
+    value: Tracking | Sequence[Tracking] | None = kwargs.get(PAGE_START)
+    if value is None:
+        return []
+    if isinstance(value, Tracking):
+        return [value]
+    return list(value)
+
+
 def next_failure(
     previous: FollowerFailure | None,
     upstream: str,
@@ -106,9 +118,22 @@ class POPOFollowerRecorder(POPOProcessRecorder, FollowerRecorder):
         self, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
         super()._assert_uniqueness(stored_events, **kwargs)
-        page_start: Tracking | None = kwargs.get(PAGE_START)
-        if page_start is not None:
-            self._assert_tracking_uniqueness(page_start)
+        recorded: dict[str, int] = {}
+        for tracking in page_trackings(kwargs):
+            name = tracking.application_name
+            if recorded.get(name, 0) >= tracking.notification_id:
+                msg = f"{name} {tracking.notification_id} not after {recorded[name]}"
+                raise IntegrityError(msg)
+            self._assert_tracking_uniqueness(tracking)
+            recorded[name] = tracking.notification_id
+
+    def _update_table(
+        self, stored_events: Sequence[StoredEvent], **kwargs: Any
+    ) -> Sequence[int] | None:
+        # Another upstream's last position is kept; the page's own follows.
+        for tracking in page_trackings(kwargs):
+            self._insert_tracking(tracking)
+        return super()._update_table(stored_events, **kwargs)
 
     def record_failure(
         self, upstream: str, position: int, event: str, error: str

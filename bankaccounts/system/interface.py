@@ -96,8 +96,8 @@ class InterfaceApplication(BankApplication, BatchProcessApplication):
 
     name = "Interface"
     topics = _topics()
-    # A saga ends after the account changes it asked for: those are shown first.
-    processed_first = {Sagas.name: (Accounts.name,)}
+    # A saga's steps and the account changes they cause, in the order they happened.
+    processed_together = (Accounts.name, Sagas.name)
     # Process recorders that also write the read model, in each store.
     popo_recorder = POPOReadModelRecorder
     sqlite_recorder = SQLiteReadModelRecorder

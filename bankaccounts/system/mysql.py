@@ -22,16 +22,16 @@ from sqlalchemy import text
 from bankaccounts.mysql import MySQLProcessRecorder, begin, connect
 from bankaccounts.system.followers import (
     FAILURE_COLUMNS,
-    PAGE_START,
     FollowerFailure,
     FollowerRecorder,
     next_failure,
+    page_trackings,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-    from eventsourcing.persistence import StoredEvent, Tracking
+    from eventsourcing.persistence import StoredEvent
     from eventsourcing_sqlalchemy.datastore import SQLAlchemyDatastore
     from sqlalchemy.orm import Session
 
@@ -77,11 +77,10 @@ class MySQLFollowerRecorder(MySQLProcessRecorder, FollowerRecorder):
     def _insert_events(
         self, session: Session, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> None:
-        page_start: Tracking | None = kwargs.get(PAGE_START)
-        if page_start is not None:
+        for tracking in page_trackings(kwargs):
             # Refused (IntegrityError) unless the recorded position is below the
             # page; the last event's tracking record follows in this transaction.
-            self._insert_tracking(session, page_start)
+            self._insert_tracking(session, tracking)
         super()._insert_events(session, stored_events, **kwargs)
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)

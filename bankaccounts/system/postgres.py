@@ -15,16 +15,16 @@ from psycopg.sql import SQL, Composed, Identifier
 from bankaccounts.deploy.heartbeat import workers_table_statement
 from bankaccounts.system.followers import (
     FAILURE_COLUMNS,
-    PAGE_START,
     FollowerFailure,
     FollowerRecorder,
     next_failure,
+    page_trackings,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from eventsourcing.persistence import StoredEvent, Tracking
+    from eventsourcing.persistence import StoredEvent
     from eventsourcing.postgres import PostgresDatastore
     from psycopg import Cursor
     from psycopg.rows import DictRow
@@ -76,11 +76,10 @@ class PostgresFollowerRecorder(PostgresProcessRecorder, FollowerRecorder):
         stored_events: Sequence[StoredEvent],
         **kwargs: Any,
     ) -> None:
-        page_start: Tracking | None = kwargs.get(PAGE_START)
-        if page_start is not None:
+        for tracking in page_trackings(kwargs):
             # Refused (IntegrityError) unless the recorded position is below the
             # page; the last event's tracking record follows in this transaction.
-            self._insert_tracking(curs, page_start)
+            self._insert_tracking(curs, tracking)
         super()._insert_events(curs, stored_events, **kwargs)
 
     @retry((InterfaceError, OperationalError), max_attempts=3, wait=0.2)

@@ -9,17 +9,17 @@ from eventsourcing.sqlite import SQLiteProcessRecorder
 
 from bankaccounts.system.followers import (
     FAILURE_COLUMNS,
-    PAGE_START,
     FollowerFailure,
     FollowerRecorder,
     next_failure,
+    page_trackings,
 )
 
 if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Sequence
 
-    from eventsourcing.persistence import StoredEvent, Tracking
+    from eventsourcing.persistence import StoredEvent
     from eventsourcing.sqlite import SQLiteCursor
 
 
@@ -39,11 +39,10 @@ class SQLiteFollowerRecorder(SQLiteProcessRecorder, FollowerRecorder):
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        page_start: Tracking | None = kwargs.get(PAGE_START)
-        if page_start is not None:
+        for tracking in page_trackings(kwargs):
             # Refused (IntegrityError) unless the recorded position is below the
             # page; the last event's tracking record follows in this transaction.
-            self._insert_tracking(c, page_start)
+            self._insert_tracking(c, tracking)
         return super()._insert_events(c, stored_events, **kwargs)
 
     def record_failure(
