@@ -112,3 +112,60 @@ def test_a_read_model_page_overlapping_another_instances_commit_is_refused(
     finally:
         for app in (accounts, first, second):
             app.close()
+
+
+def test_a_page_of_two_upstreams_is_recorded_or_refused_as_a_whole(
+    shared_env: dict[str, str],
+) -> None:
+    """The interface's page of Accounts' and Sagas' events (PipelineRunner) writes
+    both positions in one commit; overlapping either refuses all of it."""
+    accounts, sagas = Accounts(shared_env), Sagas(shared_env)
+    first = InterfaceApplication(shared_env)
+    second = InterfaceApplication(shared_env)
+    try:
+        account_id = accounts.create_account("X")
+        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("10.00")))
+        (a0,) = jobs_of(accounts, first.topics)
+        (s0,) = jobs_of(sagas, first.topics)
+
+        first.process_events([a0])
+        with pytest.raises(IntegrityError):
+            second.process_events([a0, s0])  # a0 is in the view already
+        assert first.recorder.max_tracking_id(Sagas.name) is None  # none of it
+
+        first.process_events([s0])
+        assert first.recorder.max_tracking_id(Accounts.name) == a0[1].notification_id
+        assert first.recorder.max_tracking_id(Sagas.name) == s0[1].notification_id
+        assert [m.type for m in first.view.select_feed(0)] == [
+            "account_opened",
+            "transaction_pending",
+        ]
+    finally:
+        for app in (accounts, sagas, first, second):
+            app.close()
+
+
+def test_both_positions_of_a_page_of_two_upstreams_are_recorded(
+    shared_env: dict[str, str],
+) -> None:
+    accounts, sagas = Accounts(shared_env), Sagas(shared_env)
+    first = InterfaceApplication(shared_env)
+    second = InterfaceApplication(shared_env)
+    try:
+        account_id = accounts.create_account("X")
+        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("10.00")))
+        (a0,) = jobs_of(accounts, first.topics)
+        (s0,) = jobs_of(sagas, first.topics)
+
+        first.process_events([a0, s0])  # one commit, both upstreams
+        for interface in (first, second):
+            recorder = interface.recorder
+            assert recorder.max_tracking_id(Accounts.name) == a0[1].notification_id
+            assert recorder.max_tracking_id(Sagas.name) == s0[1].notification_id
+        assert [m.type for m in first.view.select_feed(0)] == [
+            "account_opened",
+            "transaction_pending",
+        ]
+    finally:
+        for app in (accounts, sagas, first, second):
+            app.close()

@@ -273,3 +273,95 @@ def test_a_clean_stop_finishes_what_was_recorded(sqlite_env: dict[str, str]) -> 
     shown = reopened.interface.view.get_account(account)
     assert shown is not None
     assert shown.balance == Decimal(300)
+
+
+def test_the_feed_tells_each_transactions_steps_in_order(
+    persistence_env: dict[str, str],
+) -> None:
+    """Pending, then the account's change, then the end: for every transaction.
+
+    Four clients transfer between two accounts at once; the interface takes
+    Accounts' and Sagas' events together, merged in the order they happened.
+    """
+    runner = PipelineRunner(BankAccountSystem(), env=persistence_env)
+    runner.start()
+    try:
+        interface = runner.get(InterfaceApplication)
+        steps: dict[Any, list[str]] = {}
+        lock = threading.Lock()
+
+        def listener(messages: Any) -> None:
+            with lock:
+                for message in messages:
+                    if message.transaction_id is not None:
+                        steps.setdefault(message.transaction_id, []).append(
+                            message.type
+                        )
+
+        interface.add_feed_listener(listener)
+        accounts = runner.get(Accounts)
+        a, b = accounts.create_account("A"), accounts.create_account("B")
+        commands = runner.get(Commands)
+        funded = commands.deposit_funds(a, Decimal(1000))
+
+        def client(count: int) -> None:
+            for _ in range(count):
+                commands.transfer_funds(a, b, Decimal("1.00"))
+
+        wait_for(lambda: "transaction_succeeded" in steps.get(funded, []))
+        clients = [threading.Thread(target=client, args=(25,)) for _ in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+
+        def ended() -> int:
+            with lock:
+                return sum("transaction_succeeded" in s for s in steps.values())
+
+        wait_for(lambda: ended() == 101, message="the transfers did not end")
+        transfer = [
+            "transaction_pending",
+            "transaction_appended",
+            "transaction_appended",
+            "transaction_succeeded",
+        ]
+        deposit = [transfer[0], transfer[1], transfer[3]]
+        with lock:
+            assert steps.pop(funded) == deposit
+            assert {tuple(s) for s in steps.values()} == {tuple(transfer)}
+        assert accounts.get_account(b).balance == Decimal(100)
+    finally:
+        runner.stop()
+
+
+def test_a_page_of_two_upstreams_records_both_positions(
+    persistence_env: dict[str, str],
+) -> None:
+    """One commit holds each upstream's tracking record; a page that overlaps
+    what is recorded is refused as a whole."""
+    runner = PipelineRunner(BankAccountSystem(), env=persistence_env)
+    runner.start()
+    try:
+        accounts = runner.get(Accounts)
+        account = accounts.create_account("A")
+        transaction = runner.get(Commands).deposit_funds(account, Decimal(5))
+        interface = runner.get(InterfaceApplication)
+        wait_for(
+            lambda: (
+                (view := interface.view.get_transaction(transaction)) is not None
+                and view.status == "succeeded"
+            ),
+            message="the deposit did not end",
+        )
+        runner.drain()
+        sagas = runner.get(Sagas)
+        recorder = interface.recorder
+        assert recorder.max_tracking_id(Accounts.name) == (
+            accounts.recorder.max_notification_id()
+        )
+        assert recorder.max_tracking_id(Sagas.name) == (
+            sagas.recorder.max_notification_id()
+        )
+    finally:
+        runner.stop()
