@@ -8,12 +8,18 @@ thread) and the new default (`pipeline`: bankaccounts/deploy/runner.py) run in
 alternating rounds in the same run, next to the single-save rate measured just
 before. Commits are counted by wrapping every application's
 `recorder.insert_events`, SQL statements with sqlite3's trace callback on every
-connection the bank opens (in this benchmark only).
+connection the bank opens (in this benchmark only). With BENCH_SEED_COMMAND set,
+the seed itself (its own system on eventsourcing 8.2.3) runs N transfers in each
+round too, in a process of its own, and the ratios are to its measured rate.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import shlex
 import sqlite3
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -35,9 +41,14 @@ AMOUNT = Decimal("1.00")
 WAIT = 120.0  # seconds the last transfer may take before the benchmark gives up
 #: The seed (eventsourcing 8.2.3, SQLite) and this project's SingleThreadedRunner,
 #: measured side by side by issue 13 (N=1000, one client): 14-17 and 102-132
-#: transfers/s. The seed cannot run here, so its rate in this run is estimated
-#: from the single runner's, in the same proportion (mid-points: 15.5 / 117).
+#: transfers/s. Without a seed to run (SEED_COMMAND), its rate in this run is
+#: estimated from the single runner's, in the same proportion (15.5 / 117).
 SEED_PER_SINGLE = 15.5 / 117
+#: A command that runs the seed's own system (not part of this repository: a
+#: checkout of johnbywater/es-example-bank-accounts on eventsourcing 8.2.3) for
+#: `--n N --rounds 1` and prints `... = <rate> transfers/s`; then the seed is
+#: measured in the same run, in alternating rounds with the others.
+SEED_COMMAND = "BENCH_SEED_COMMAND"
 TARGET_SEED = 20.0
 #: Client threads of the concurrent phase, and how long they record.
 CLIENTS = 8
@@ -128,6 +139,22 @@ def one_client(
     }
 
 
+def seed_round(command: str, count: int) -> float:
+    """The seed's rate: N transfers A->B by one client, in its own process."""
+    result = subprocess.run(
+        [*shlex.split(command), "--n", str(count), "--rounds", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    rates = re.findall(r"= ([0-9.]+) transfers/s", result.stdout)
+    if not rates:
+        msg = f"the seed printed no rate: {result.stdout[-500:]}"
+        raise RuntimeError(msg)
+    return float(rates[0])
+
+
 def concurrent(env: dict[str, str], runner: str, seconds: float) -> dict[str, float]:
     """CLIENTS threads record transfers for a while: accepted vs processed rate."""
     bank = Bank(env, runner=runner)
@@ -183,7 +210,15 @@ def run(options: Options) -> Result:
         "pipeline, 1 client waiting for each (after)": ("pipeline", True),
     }
     found: dict[str, list[dict[str, float]]] = {name: [] for name in configs}
+    seed_command = os.environ.get(SEED_COMMAND, "")
+    seed_rates: list[float] = []
     for round_number in range(rounds):
+        if seed_command:
+            seed_rates.append(seed_round(seed_command, count))
+            options.progress(
+                f"  round {round_number + 1}, the seed: {seed_rates[-1]:,.1f} "
+                "transfers/s"
+            )
         for name, (runner, wait_each) in configs.items():
             with apps_env(STORE, options.workdir, APPLICATION_NAMES) as env:
                 result = one_client(env, runner, count, wait_each=wait_each)
@@ -196,7 +231,22 @@ def run(options: Options) -> Result:
     rows: list[Row] = []
     rates = {name: median([r["rate"] for r in runs]) for name, runs in found.items()}
     before = rates["single, 1 client (before)"]
-    seed = before * SEED_PER_SINGLE
+    if seed_rates:
+        seed = median(seed_rates)
+        seed_label = "measured in this run"
+        rows.append(
+            ratio_row(
+                f"{label}, the seed (eventsourcing 8.2.3, its SingleThreadedRunner), "
+                f"1 client: transfers end to end, N={count}",
+                seed,
+                "transfers/s",
+                limit,
+                "Application.save()/s",
+            )
+        )
+    else:
+        seed = before * SEED_PER_SINGLE
+        seed_label = "estimated from the single runner's rate"
     for name, runs in found.items():
         rate = rates[name]
         rows.append(
@@ -224,12 +274,11 @@ def run(options: Options) -> Result:
         )
         rows.append(
             ratio_row(
-                f"{label}, {name}: against the seed (estimated from the single "
-                "runner's rate)",
+                f"{label}, {name}: against the seed ({seed_label})",
                 rate,
                 "transfers/s",
                 seed,
-                "seed transfers/s (estimated)",
+                "seed transfers/s",
                 at_least=TARGET_SEED if "back to back" in name else None,
             )
         )
@@ -290,12 +339,20 @@ def run(options: Options) -> Result:
             series={f"{label} transfers/s": [rates[name] for name in names]},
         ),
         notes=[
-            "The seed (eventsourcing 8.2.3 on SQLite) cannot run in this "
-            "environment; issue 13 measured it side by side with this project's "
-            "SingleThreadedRunner (N=1000, one client: 14-17 vs 102-132 "
-            "transfers/s), so its rate here is estimated as the single runner's "
-            f"rate in this run x {SEED_PER_SINGLE:.3f} (15.5 / 117): "
-            f"{seed:,.1f} transfers/s.",
+            (
+                f"The seed: its own BankAccountSystem on eventsourcing 8.2.3 "
+                "(SQLAlchemy 1.3 on an SQLite file, its defaults: rollback journal, "
+                "full sync, a connection per transaction), N transfers by its "
+                f"commands, run by `{SEED_COMMAND}` in alternating rounds with the "
+                f"others: median {seed:,.1f} transfers/s."
+                if seed_rates
+                else "The seed (eventsourcing 8.2.3 on SQLite) was not run (set "
+                f"{SEED_COMMAND}); issue 13 measured it side by side with this "
+                "project's SingleThreadedRunner (N=1000, one client: 14-17 vs "
+                "102-132 transfers/s), so its rate here is estimated as the single "
+                f"runner's rate in this run x {SEED_PER_SINGLE:.3f} (15.5 / 117): "
+                f"{seed:,.1f} transfers/s."
+            ),
             "Under the SingleThreadedRunner a call returns only when its transfer "
             "is finished, so 'back to back' and 'waiting for each' are the same "
             "there; the pipeline runner batches: while a follower commits, the "

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import pytest
+from eventsourcing.persistence import OperationalError
 
 from bankaccounts.backpressure import Backlog, Backpressure, read_backlog
 from bankaccounts.cli import main
@@ -316,3 +317,32 @@ def test_a_distributed_web_process_refuses_while_the_sagas_worker_is_stopped(
         60,
         "the web process did not accept again",
     )
+
+
+def test_a_lost_database_connection_is_503_and_the_retry_records_once(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write committed, its acknowledgement was lost: 503, not 500; the
+    client's retry with the same Idempotency-Key is answered, recorded once."""
+    alice = open_account(client, "Alice")
+    commands = bank_of(client).commands
+    record = commands.deposit_funds
+
+    def acknowledgement_lost(*args: Any, **kwargs: Any) -> Any:
+        record(*args, **kwargs)
+        msg = "consuming input failed: server closed the connection unexpectedly"
+        raise OperationalError(msg)
+
+    monkeypatch.setattr(commands, "deposit_funds", acknowledgement_lost)
+    path = f"/api/accounts/{alice}/deposits"
+    headers = {"Idempotency-Key": "lost-ack-1"}
+    response = client.post(path, json={"amount": "1.00"}, headers=headers)
+    assert response.status_code == 503, response.text
+    assert response.headers["Retry-After"] == "1"
+    assert "database did not answer" in response.json()["detail"]
+
+    monkeypatch.undo()
+    retry = client.post(f"{path}?wait=true", json={"amount": "1.00"}, headers=headers)
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["status"] == "succeeded"
+    assert client.get(f"/api/accounts/{alice}").json()["balance"] == "1.00"

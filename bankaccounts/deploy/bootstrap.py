@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from pathlib import Path
@@ -15,6 +16,7 @@ from bankaccounts.deploy.readiness import DatabaseCheck
 from bankaccounts.deploy.runner import PipelineRunner
 from bankaccounts.deploy.status import read_statuses
 from bankaccounts.infrastructure import sqlite_env
+from bankaccounts.logs import one_line
 from bankaccounts.system.accounts import Accounts
 from bankaccounts.system.batching import BatchProcessApplication
 from bankaccounts.system.commands import Commands
@@ -63,6 +65,8 @@ APPLICATION_NAMES = ("Commands", "Sagas", "Accounts", "Interface")
 #: The application of users and tokens: next to the system, not part of it.
 USERS_NAME = Users.name
 DEFAULT_DATA_DIR = "bankaccounts-data"
+
+logger = logging.getLogger(__name__)
 
 
 def system_env(
@@ -239,9 +243,9 @@ class Bank:
 
         So a client reads its own writes: an account it opened is listed, a limit it
         set shown, whichever runner (or process) keeps the read model. True if it
-        does; False if READ_YOUR_WRITES_TIMEOUT passed first (the answer then
-        comes from the aggregate, and the list follows). Applications in Ray
-        actors are not waited for.
+        does; False if READ_YOUR_WRITES_TIMEOUT passed first, or the position could
+        not be read (the answer then comes from the aggregate, and the list
+        follows). Applications in Ray actors are not waited for.
         """
         accounts: Any = self.accounts
         interface: Any = self.interface
@@ -252,9 +256,17 @@ class Bank:
         position = accounts.last_written_position()
         if position is None:
             return True
-        return interface.wait_for_position(
-            accounts.name, position, READ_YOUR_WRITES_TIMEOUT
-        )
+        try:
+            return interface.wait_for_position(
+                accounts.name, position, READ_YOUR_WRITES_TIMEOUT
+            )
+        except Exception as error:  # the write is done: its answer still goes out
+            logger.warning(
+                "could not wait for the read model to show an account write: %s: %s",
+                type(error).__name__,
+                one_line(error),
+            )
+            return False
 
     def follower_statuses(self) -> list[FollowerStatus]:
         """Each follower's position, lag and failure, in each of its upstreams."""

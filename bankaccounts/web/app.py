@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from eventsourcing.persistence import InterfaceError, OperationalError
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
@@ -32,6 +34,7 @@ from bankaccounts.exceptions import (
     SignInThrottledError,
     UsernameTakenError,
 )
+from bankaccounts.logs import one_line
 from bankaccounts.metrics import watch_applications
 from bankaccounts.usecases import Banking
 from bankaccounts.web import (
@@ -84,6 +87,8 @@ ERROR_STATUS: dict[type[Exception], int] = {
     ForbiddenError: status.HTTP_403_FORBIDDEN,
 }
 
+
+logger = logging.getLogger(__name__)
 
 #: The environment variable of `create_distributed_app`'s allowed host names.
 ALLOWED_HOSTS_VARIABLE = "BANKACCOUNTS_ALLOWED_HOSTS"
@@ -201,6 +206,8 @@ def create_app(
     app.add_exception_handler(AuthenticationError, _authentication_error_handler)
     app.add_exception_handler(SignInThrottledError, _throttled_handler)
     app.add_exception_handler(BusyError, _busy_handler)
+    for error_type in (OperationalError, InterfaceError):
+        app.add_exception_handler(error_type, _database_unavailable_handler)
     return app
 
 
@@ -270,6 +277,35 @@ async def _busy_handler(_: Request, error: Exception) -> JSONResponse:
         {"detail": str(error)},
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(error.retry_after)},
+    )
+
+
+#: Seconds a client waits before it tries again when the database did not answer.
+DATABASE_RETRY_AFTER = 1
+
+
+async def _database_unavailable_handler(
+    request: Request, error: Exception
+) -> JSONResponse:
+    """503 with Retry-After: the database did not answer (a lost connection).
+
+    A write's outcome is then unknown; its retry with the same Idempotency-Key is
+    answered as the first would have been, and records nothing twice.
+    """
+    logger.warning(
+        "%s %s: the database did not answer: %s: %s",
+        request.method,
+        request.url.path,
+        type(error).__name__,
+        one_line(error),
+    )
+    return JSONResponse(
+        {
+            "detail": "The database did not answer; try again (a retry with the "
+            "same Idempotency-Key records nothing twice)"
+        },
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
     )
 
 
