@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from uuid import UUID
 
-RUNNERS = ["single", "multi"]
+RUNNERS = ["pipeline", "single", "multi"]
 ACCOUNTS = 4
 CLIENTS = 8
 TRANSFERS = 320  # in all, shared by the clients

@@ -290,7 +290,7 @@ def total_balance(server: ServerProcess, account_ids: list[str]) -> Decimal:
     return total
 
 
-@pytest.mark.parametrize("runner", ["single", "multi"])
+@pytest.mark.parametrize("runner", ["pipeline", "single", "multi"])
 def test_the_server_on_mariadb_keeps_its_data_and_finishes_work_after_a_kill(
     mariadb_env: dict[str, str], tmp_path: Path, runner: str
 ) -> None:

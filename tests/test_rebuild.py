@@ -77,9 +77,13 @@ def sqlite_bank(tmp_path: Path) -> tuple[Path, tuple[list[Any], list[Any]]]:
     bank.start()
     try:
         make_history(bank.commands, bank.accounts)
-        before = snapshot(bank.interface.view)
     finally:
-        bank.stop()
+        bank.stop()  # after the followers have finished what was recorded
+    interface = InterfaceApplication(system_env(data_dir))
+    try:
+        before = snapshot(interface.view)
+    finally:
+        interface.close()
     return data_dir, before
 
 

@@ -191,7 +191,14 @@ def test_requests_over_the_websocket(client: TestClient) -> None:
         )
         # The connection is still open and working.
         ws.send_json({"type": "deposit", "credit_account_id": bob, "amount": "1"})
-        assert read_until(ws, lambda m: m["type"] == "ack")[-1]["transaction_id"]
+        seen = []
+        # The ack answers once the command is recorded; the feed says when it ends.
+        while not (acks := [m for m in seen if m["type"] == "ack"]) or not any(
+            m["type"] == "transaction_succeeded"
+            and m["transaction"]["id"] == acks[0]["transaction_id"]
+            for m in seen
+        ):
+            seen.append(ws.receive_json())
     balances = {a["name"]: a["balance"] for a in client.get("/api/accounts").json()}
     assert balances == {"Alice": "20.00", "Bob": "11.00"}
 
