@@ -1,7 +1,7 @@
 """Benchmark 11: concurrent load on the embedded server, with and without the bound.
 
 The server is `python -m bankaccounts serve` on SQLite files (the embedded default:
-one process runs the whole system, with the default runner). Eight clients, each on
+one process runs the whole system, with the pipeline runner). Eight clients, each on
 a keep-alive connection of its own, post transfers of 1.00 between funded accounts
 for 30 s (8 s with --quick), each sending its next request as soon as the last is
 answered; a 503 is waited out for its Retry-After seconds, as a well-behaved client
@@ -10,8 +10,10 @@ its POST to receiving its final status (succeeded or failed) on the feed. Every 
 s the backlog (commands recorded, not yet taken up by the Sagas) is read from the
 SQLite files by `bankaccounts.backpressure.read_backlog`, as the server reads it.
 
-Run twice: with the default bound (`--max-backlog`), then without (`--max-backlog
-0`). The accepted rate counts the POSTs answered 202 or 200; the processed rate the
+Run three times: with the default bound (`--max-backlog`), then without
+(`--max-backlog 0`), then, for before and after in one report, with the default bound
+under the single-threaded runner (`--runner single`, the embedded default before
+issue 13). The accepted rate counts the POSTs answered 202 or 200; the processed rate the
 transfers whose final status came in the same 30 s. With the bound the run ends when
 every accepted transfer has finished (its latencies are of all of them); without,
 the backlog left at the end is what the clients were told was accepted but not yet
@@ -98,6 +100,7 @@ class Run:
 
     bound: int
     seconds: float
+    runner: str = "pipeline"  # the server's --runner
     accepted: dict[str, float] = field(default_factory=dict)  # id -> sent at
     finished: dict[str, float] = field(default_factory=dict)  # id -> final at
     busy: int = 0
@@ -272,11 +275,14 @@ async def load(
 
 
 @contextmanager
-def server(workdir: Path, data_dir: Path, bound: int) -> Iterator[str]:
+def server(
+    workdir: Path, data_dir: Path, bound: int, runner: str = "pipeline"
+) -> Iterator[str]:
     """`python -m bankaccounts serve` on SQLite files; yields its base URL."""
     port = _net.free_port()
     args = ["-m", "bankaccounts", "serve", "--host", _net.HOST, "--port", str(port)]
     args += ["--data-dir", str(data_dir), "--max-backlog", str(bound)]
+    args += ["--runner", runner]
     args += ["--log-level", "warning"]
     base = f"http://{_net.HOST}:{port}"
     log = workdir / f"serve-{port}.log"
@@ -284,13 +290,15 @@ def server(workdir: Path, data_dir: Path, bound: int) -> Iterator[str]:
         yield base
 
 
-def measure(options: Options, bound: int, seconds: float) -> Run:
+def measure(
+    options: Options, bound: int, seconds: float, runner: str = "pipeline"
+) -> Run:
     """One run of the load against a fresh server with this bound (0: none)."""
-    workdir = options.workdir / f"load-{bound}"
+    workdir = options.workdir / f"load-{runner}-{bound}"
     workdir.mkdir(parents=True, exist_ok=True)
     data_dir = workdir / "data"
-    run = Run(bound=bound, seconds=seconds)
-    with server(workdir, data_dir, bound) as base:
+    run = Run(bound=bound, seconds=seconds, runner=runner)
+    with server(workdir, data_dir, bound, runner) as base:
         token = sign_in(base)
         accounts, after = funded_accounts(base, token, CLIENTS)
         with Sampler(data_dir, run):
@@ -302,7 +310,7 @@ def describe(run: Run) -> str:
     """One line of progress."""
     latencies = run.latencies()
     return (
-        f"load: bound {run.bound or 'none'}: {run.accepted_rate():.0f} accepted/s, "
+        f"load: {name_of(run)}: {run.accepted_rate():.0f} accepted/s, "
         f"{run.processed_rate():.0f} processed/s, {run.busy} answered 503, "
         f"backlog max {max(b for _, b in run.samples)}, "
         f"p50 {percentile(latencies, 0.5):.2f} s, "
@@ -310,9 +318,17 @@ def describe(run: Run) -> str:
     )
 
 
+def name_of(run: Run) -> str:
+    """The run's configuration in words."""
+    name = f"bound {run.bound}" if run.bound else "no bound"
+    if run.runner != "pipeline":
+        name = f"{run.runner} runner (before), {name}"
+    return name
+
+
 def rows_of(run: Run, target_seconds: float) -> list[Row]:
     """The rows of one run."""
-    name = f"bound {run.bound}" if run.bound else "no bound"
+    name = name_of(run)
     during = [b for at, b in run.samples if at <= run.seconds]
     peak = max(during or [0])
     rows = [
@@ -372,11 +388,16 @@ def run(options: Options) -> Result:
 
     seconds = options.size(30, 8)
     runs = []
-    for bound in (DEFAULT_MAX_BACKLOG, 0):
+    for runner, bound in (
+        ("pipeline", DEFAULT_MAX_BACKLOG),
+        ("pipeline", 0),
+        ("single", DEFAULT_MAX_BACKLOG),
+    ):
         options.progress(
-            f"load: {CLIENTS} clients for {seconds} s, bound {bound or 'none'}"
+            f"load: {CLIENTS} clients for {seconds} s, {runner} runner, "
+            f"bound {bound or 'none'}"
         )
-        runs.append(measure(options, bound, seconds))
+        runs.append(measure(options, bound, seconds, runner))
         options.progress(describe(runs[-1]))
     rows = [row for one in runs for row in rows_of(one, TARGET_SECONDS)]
     # The chart: both runs' backlogs on the same time axis, and the bound.
@@ -389,6 +410,9 @@ def run(options: Options) -> Result:
     series = {
         f"backlog, bound {runs[0].bound}": [at(runs[0], t) for t in times],
         "backlog, no bound": [at(runs[1], t) for t in times],
+        f"backlog, single runner (before), bound {runs[2].bound}": [
+            at(runs[2], t) for t in times
+        ],
         "the bound": [float(runs[0].bound)] * len(times),
     }
     return Result(
