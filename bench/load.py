@@ -14,10 +14,10 @@ Run three times: with the default bound (`--max-backlog`), then without
 (`--max-backlog 0`), then, for before and after in one report, with the default
 bound under the single-threaded runner (`--runner single`, the embedded default
 before issue 13). The accepted rate counts the POSTs answered 202 or 200; the
-processed rate the transfers whose final status came in the same 30 s. With the bound the run ends when
-every accepted transfer has finished (its latencies are of all of them); without,
-the backlog left at the end is what the clients were told was accepted but not yet
-begun.
+processed rate the transfers whose final status came in the same 30 s. With the
+bound the run ends when every accepted transfer has finished (its latencies are of
+all of them); without, the backlog left at the end is what the clients were told was
+accepted but not yet begun.
 """
 
 from __future__ import annotations
