@@ -680,8 +680,9 @@ async def _command(
     """Records the command; answers pending (202), or finished (200) if known.
 
     A retry with the Idempotency-Key of a finished transaction answers its final
-    status at once, as ?wait=true would. A first request answers 202 as always
-    (with the single-threaded runner it has often finished already).
+    status at once, as ?wait=true would. A first request answers 202 as soon as
+    its command is recorded (the followers carry it out; the feed, a GET or
+    ?wait=true tell when it has finished).
     """
     is_retry = key is not None and await run_in_threadpool(
         banking.is_recorded, actor, key
