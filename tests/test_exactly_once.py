@@ -169,3 +169,42 @@ def test_both_positions_of_a_page_of_two_upstreams_are_recorded(
     finally:
         for app in (accounts, sagas, first, second):
             app.close()
+
+
+def test_a_page_together_leaves_what_happened_after_its_horizon_for_the_next(
+    shared_env: dict[str, str],
+) -> None:
+    """Between reading Sagas' end and Accounts' end, a saga starts and the account
+    changes: the change is left for the next page, which has the saga's start
+    before it (never an account's change before what caused it)."""
+    accounts, sagas = Accounts(shared_env), Sagas(shared_env)
+    interface = InterfaceApplication(shared_env)
+    try:
+        interface.follow(accounts.name, accounts.notification_log)
+        interface.follow(sagas.name, sagas.notification_log)
+        account_id = accounts.create_account("X")
+        read_end = interface.leader_position
+
+        def sagas_move_on(name: str) -> int | None:
+            end = read_end(name)
+            if name == sagas.name and not sagas.recorder.max_notification_id():
+                # Just after Sagas' end was read: a saga starts, the account changes.
+                sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("5.00")))
+                accounts.process_events(jobs_of(sagas, accounts.topics))
+            return end
+
+        interface.leader_position = sagas_move_on  # type: ignore[method-assign]
+        assert interface.process_together()  # cut: more to do
+        del interface.leader_position
+        assert not interface.process_together()
+        assert [m.type for m in interface.view.select_feed(0)] == [
+            "account_opened",
+            "transaction_pending",
+            "transaction_appended",
+        ]
+        shown = interface.view.get_account(account_id)
+        assert shown is not None
+        assert shown.balance == Decimal("5.00")
+    finally:
+        for app in (accounts, sagas, interface):
+            app.close()

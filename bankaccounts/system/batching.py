@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, cast
 from uuid import UUID
 
 from eventsourcing.application import LocalNotificationLog, ProcessingEvent
-from eventsourcing.domain import MetaAggregate
+from eventsourcing.domain import MetaAggregate, datetime_now_with_tzinfo
 from eventsourcing.persistence import ConnectionPoolClosedError, PersistenceError
 from eventsourcing.popo import POPOFactory
 from eventsourcing.postgres import PostgresFactory
@@ -126,8 +126,10 @@ class BatchProcessApplication(ProcessApplication[UUID]):
     #: saga's end, and the feed tells a transaction's steps in their order.
     processed_together: ClassVar[tuple[str, ...]] = ()
     #: How often wait_for_position reads the recorded position while it waits for
-    #: a page that another process (or a runner's other object) records.
+    #: a page that another process (or a runner's other object) records: at first,
+    #: then twice as long each time, up to the most.
     POSITION_POLL_INTERVAL = 0.01
+    MAX_POSITION_POLL_INTERVAL = 0.2
 
     def __init__(self, env: EnvType | None = None) -> None:
         """Keeps what it has processed, for clients waiting to read their writes."""
@@ -287,7 +289,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             if self._positions is not None:
                 self._positions[name] = tracking.notification_id
             with self._progress:
-                self._processed[name] = tracking.notification_id
+                processed = self._processed.get(name, 0)
+                self._processed[name] = max(processed, tracking.notification_id)
                 self._progress.notify_all()
             self.note_progress(name, tracking.notification_id)
 
@@ -298,31 +301,7 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         """
         names = self.processed_together
         try:
-            stops = {name: self.leader_position(name) for name in reversed(names)}
-            pages: list[list[Job]] = []
-            cut_after: list[Job] = []
-            for name in names:
-                start, stop = self.recorded_position(name), stops[name]
-                if stop is not None and (start or 0) >= stop:
-                    continue
-                notifications = next(
-                    self.pull_notifications(
-                        name, start=start, stop=stop, inclusive_of_start=False
-                    ),
-                    [],
-                )
-                jobs = self.convert_notifications(
-                    name, self.filter_received_notifications(notifications)
-                )
-                pages.append(jobs)
-                if jobs and len(notifications) >= self.pull_section_size:
-                    cut_after.append(jobs[-1])  # more of it may follow: cut there
-            merged = list(heapq.merge(*pages, key=_event_time))
-            ends = {id(job) for job in cut_after}
-            for index, job in enumerate(merged):
-                if id(job) in ends:
-                    del merged[index + 1 :]
-                    break
+            merged, cut = self._page_together(names)
             if merged:
                 self.process_events(merged)
                 self._processed_up_to(merged)
@@ -333,16 +312,64 @@ class BatchProcessApplication(ProcessApplication[UUID]):
                 raise
             self._log_failure(",".join(names), error)
             return False
-        return bool(cut_after)
+        return cut
+
+    def _page_together(self, names: tuple[str, ...]) -> tuple[list[Job], bool]:
+        """The next page of the upstreams, in causal order; and whether it was cut.
+
+        Every event up to the last upstream's end, read first, was caused by events
+        up to the ends of the others, read after. Events that happened after the
+        horizon (a moment before the ends were read) are left for the next page: one
+        of them may have been caused by an event past an end read earlier. A page
+        cut at the page size cuts the merge where it ends; and if the first
+        upstream's page is cut (the causes of the others' ends may lie past it), it
+        is the page on its own.
+        """
+        horizon = datetime_now_with_tzinfo()
+        stops = {name: self.leader_position(name) for name in reversed(names)}
+        # No event up to the ends was made later than now, unless clocks disagree
+        # (events of another machine, a clock set back): those are not held back.
+        read_at = datetime_now_with_tzinfo()
+        pages: dict[str, list[Job]] = {}
+        cut_after: list[Job] = []
+        for name in names:
+            start, stop = self.recorded_position(name), stops[name]
+            if stop is not None and (start or 0) >= stop:
+                continue
+            notifications = next(
+                self.pull_notifications(
+                    name, start=start, stop=stop, inclusive_of_start=False
+                ),
+                [],
+            )
+            jobs = self.convert_notifications(
+                name, self.filter_received_notifications(notifications)
+            )
+            pages[name] = jobs
+            if jobs and len(notifications) >= self.pull_section_size:
+                if name == names[0]:
+                    return jobs, True
+                cut_after.append(jobs[-1])  # more of it may follow: cut there
+        merged = list(heapq.merge(*pages.values(), key=_event_time))
+        ends = {id(job) for job in cut_after}
+        for index, job in enumerate(merged):
+            if horizon < _event_time(job) <= read_at:
+                del merged[index:]
+                return merged, True
+            if id(job) in ends:
+                del merged[index + 1 :]
+                return merged, True
+        return merged, False
 
     def wait_for_position(self, upstream: str, position: int, timeout: float) -> bool:
         """Waits until it has processed the upstream up to position; False on timeout.
 
         Pages processed in this process wake it at once; otherwise (the follower
         runs in another process: a worker, a Ray actor) it reads the recorded
-        position every POSITION_POLL_INTERVAL.
+        position, after POSITION_POLL_INTERVAL and then twice as long each time.
         """
         deadline = time.monotonic() + timeout
+        interval = self.POSITION_POLL_INTERVAL
         while True:
             with self._progress:
                 if self._processed.get(upstream, 0) >= position:
@@ -355,7 +382,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
             with self._progress:
                 if self._processed.get(upstream, 0) >= position:
                     return True
-                self._progress.wait(min(left, self.POSITION_POLL_INTERVAL))
+                self._progress.wait(min(left, interval))
+            interval = min(interval * 2, self.MAX_POSITION_POLL_INTERVAL)
 
     def leader_position(self, leader_name: str) -> int | None:
         """The upstream's last notification id (0: none yet; None: a remote log)."""

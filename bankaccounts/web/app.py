@@ -301,8 +301,8 @@ async def _database_unavailable_handler(
     )
     return JSONResponse(
         {
-            "detail": "The database did not answer; try again (a retry with the "
-            "same Idempotency-Key records nothing twice)"
+            "detail": "The database did not answer: try again. A deposit, withdrawal "
+            "or transfer retried with the same Idempotency-Key is recorded once"
         },
         status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
         headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
