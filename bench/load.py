@@ -331,6 +331,8 @@ def rows_of(run: Run, target_seconds: float) -> list[Row]:
     name = name_of(run)
     during = [b for at, b in run.samples if at <= run.seconds]
     peak = max(during or [0])
+    # Targets are the default's; the single-threaded runner's run is for comparison.
+    targeted = run.runner == "pipeline"
     rows = [
         Row(f"{name}: POSTs accepted (202)", run.accepted_rate(), "transfers/s"),
         ratio_row(
@@ -339,7 +341,7 @@ def rows_of(run: Run, target_seconds: float) -> list[Row]:
             "transfers/s",
             run.accepted_rate(),
             "accepted",
-            at_least=0.9 if run.bound else None,
+            at_least=0.9 if run.bound and targeted else None,
         ),
         Row(f"{name}: POSTs answered 503 (Retry-After)", run.busy / run.seconds, "/s"),
     ]
@@ -352,7 +354,7 @@ def rows_of(run: Run, target_seconds: float) -> list[Row]:
                 "commands",
                 run.bound,
                 "the bound",
-                at_most=1.25,
+                at_most=1.25 if targeted else None,
             ),
             Row(
                 f"{name}: command to final status, p50",
@@ -365,7 +367,7 @@ def rows_of(run: Run, target_seconds: float) -> list[Row]:
                 "ms",
                 target_seconds * 1000,
                 "the bound's target",
-                at_most=1.5,
+                at_most=1.5 if targeted else None,
             ),
             Row(
                 f"{name}: every accepted transfer finished",
