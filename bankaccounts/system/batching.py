@@ -245,9 +245,8 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         if self._positions is not None:
             self._positions.pop(leader_name, None)
 
-    def process_next_page(self, leader_name: str, stop: int | None = None) -> bool:
-        """Pulls and processes one page of the upstream (up to stop); True if more
-        may wait.
+    def process_next_page(self, leader_name: str) -> bool:
+        """Pulls and processes one page of the upstream; True if more may wait.
 
         Fails as pull_and_process does (logged, not raised; the position is read
         again at the next pull). A runner that calls it in turn for each prompted
@@ -255,11 +254,9 @@ class BatchProcessApplication(ProcessApplication[UUID]):
         """
         try:
             start = self.recorded_position(leader_name)
-            if stop is not None and (start or 0) >= stop:
-                return False
             notifications = next(
                 self.pull_notifications(
-                    leader_name, start=start, stop=stop, inclusive_of_start=False
+                    leader_name, start=start, inclusive_of_start=False
                 ),
                 [],
             )
