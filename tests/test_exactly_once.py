@@ -23,6 +23,8 @@ from bankaccounts.system.interface import InterfaceApplication
 from bankaccounts.system.sagas import DepositFundsSaga, Sagas
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from eventsourcing.application import Application
 
     from bankaccounts.system.batching import Job
@@ -114,61 +116,58 @@ def test_a_read_model_page_overlapping_another_instances_commit_is_refused(
             app.close()
 
 
-def test_a_page_of_two_upstreams_is_recorded_or_refused_as_a_whole(
+@pytest.fixture
+def two_upstreams(
     shared_env: dict[str, str],
+) -> Iterator[tuple[InterfaceApplication, InterfaceApplication, Job, Job]]:
+    """Two interfaces on one store, an account's opening and a saga's start."""
+    accounts, sagas = Accounts(shared_env), Sagas(shared_env)
+    first = InterfaceApplication(shared_env)
+    second = InterfaceApplication(shared_env)
+    try:
+        account_id = accounts.create_account("X")
+        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("10.00")))
+        (a0,) = jobs_of(accounts, first.topics)
+        (s0,) = jobs_of(sagas, first.topics)
+        yield first, second, a0, s0
+    finally:
+        for app in (accounts, sagas, first, second):
+            app.close()
+
+
+def test_a_page_of_two_upstreams_is_recorded_or_refused_as_a_whole(
+    two_upstreams: tuple[InterfaceApplication, InterfaceApplication, Job, Job],
 ) -> None:
     """The interface's page of Accounts' and Sagas' events (PipelineRunner) writes
     both positions in one commit; overlapping either refuses all of it."""
-    accounts, sagas = Accounts(shared_env), Sagas(shared_env)
-    first = InterfaceApplication(shared_env)
-    second = InterfaceApplication(shared_env)
-    try:
-        account_id = accounts.create_account("X")
-        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("10.00")))
-        (a0,) = jobs_of(accounts, first.topics)
-        (s0,) = jobs_of(sagas, first.topics)
+    first, second, a0, s0 = two_upstreams
+    first.process_events([a0])
+    with pytest.raises(IntegrityError):
+        second.process_events([a0, s0])  # a0 is in the view already
+    assert first.recorder.max_tracking_id(Sagas.name) is None  # none of it
 
-        first.process_events([a0])
-        with pytest.raises(IntegrityError):
-            second.process_events([a0, s0])  # a0 is in the view already
-        assert first.recorder.max_tracking_id(Sagas.name) is None  # none of it
-
-        first.process_events([s0])
-        assert first.recorder.max_tracking_id(Accounts.name) == a0[1].notification_id
-        assert first.recorder.max_tracking_id(Sagas.name) == s0[1].notification_id
-        assert [m.type for m in first.view.select_feed(0)] == [
-            "account_opened",
-            "transaction_pending",
-        ]
-    finally:
-        for app in (accounts, sagas, first, second):
-            app.close()
+    first.process_events([s0])
+    assert first.recorder.max_tracking_id(Accounts.name) == a0[1].notification_id
+    assert first.recorder.max_tracking_id(Sagas.name) == s0[1].notification_id
+    assert [m.type for m in first.view.select_feed(0)] == [
+        "account_opened",
+        "transaction_pending",
+    ]
 
 
 def test_both_positions_of_a_page_of_two_upstreams_are_recorded(
-    shared_env: dict[str, str],
+    two_upstreams: tuple[InterfaceApplication, InterfaceApplication, Job, Job],
 ) -> None:
-    accounts, sagas = Accounts(shared_env), Sagas(shared_env)
-    first = InterfaceApplication(shared_env)
-    second = InterfaceApplication(shared_env)
-    try:
-        account_id = accounts.create_account("X")
-        sagas.save(DepositFundsSaga(uuid4(), account_id, Decimal("10.00")))
-        (a0,) = jobs_of(accounts, first.topics)
-        (s0,) = jobs_of(sagas, first.topics)
-
-        first.process_events([a0, s0])  # one commit, both upstreams
-        for interface in (first, second):
-            recorder = interface.recorder
-            assert recorder.max_tracking_id(Accounts.name) == a0[1].notification_id
-            assert recorder.max_tracking_id(Sagas.name) == s0[1].notification_id
-        assert [m.type for m in first.view.select_feed(0)] == [
-            "account_opened",
-            "transaction_pending",
-        ]
-    finally:
-        for app in (accounts, sagas, first, second):
-            app.close()
+    first, second, a0, s0 = two_upstreams
+    first.process_events([a0, s0])  # one commit, both upstreams
+    for interface in (first, second):
+        recorder = interface.recorder
+        assert recorder.max_tracking_id(Accounts.name) == a0[1].notification_id
+        assert recorder.max_tracking_id(Sagas.name) == s0[1].notification_id
+    assert [m.type for m in first.view.select_feed(0)] == [
+        "account_opened",
+        "transaction_pending",
+    ]
 
 
 def test_a_page_together_leaves_what_happened_after_its_horizon_for_the_next(
